@@ -1,0 +1,303 @@
+//! The one error type of turnstile (SPEC §8).
+
+use std::fmt;
+
+use crate::domain::roles::ProjectRole;
+
+/// `Result` with turnstile's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which kind of name an [`Error::InvalidName`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NameKind {
+    /// A workspace name (N1).
+    Workspace,
+    /// A username (N2).
+    Username,
+    /// A service account name (N2).
+    ServiceAccount,
+    /// A project name (N3).
+    Project,
+    /// A project key (N4).
+    ProjectKey,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Workspace => "workspace name",
+            Self::Username => "username",
+            Self::ServiceAccount => "service account name",
+            Self::Project => "project name",
+            Self::ProjectKey => "project key",
+        })
+    }
+}
+
+/// Everything that can go wrong in turnstile. Variants carry Neptune's names where
+/// Neptune has one, and the facts a caller needs to act on them. Messages are
+/// lower-case and put user input in backticks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name breaks the rules of SPEC §2 (N6).
+    #[error("invalid {kind} `{value}`: {reason}")]
+    InvalidName {
+        /// What kind of name.
+        kind: NameKind,
+        /// The input, shortened if very long.
+        value: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A qualified project name is not `workspace/project` (N5).
+    #[error("invalid project name `{value}`: expected `workspace/project`")]
+    InvalidProjectName {
+        /// The input, shortened if very long.
+        value: String,
+    },
+    /// A role, visibility, action or other enumerated value did not parse.
+    #[error("invalid {what} `{value}`: expected {expected}")]
+    InvalidValue {
+        /// What was being parsed.
+        what: &'static str,
+        /// The input.
+        value: String,
+        /// The accepted spellings.
+        expected: &'static str,
+    },
+    /// The project does not exist, or the actor may not view it (A6).
+    #[error("project `{project}` not found")]
+    ProjectNotFound {
+        /// The qualified name asked for.
+        project: String,
+    },
+    /// The workspace does not exist, or the actor is not in it.
+    #[error("workspace `{workspace}` not found")]
+    WorkspaceNotFound {
+        /// The workspace asked for.
+        workspace: String,
+    },
+    /// A project with this name (case-insensitively) exists in the workspace.
+    #[error("project `{project}` already exists")]
+    ProjectAlreadyExists {
+        /// The qualified name.
+        project: String,
+    },
+    /// The user already has a role on the project (explicitly, or as owner through
+    /// `workspace` visibility, A8).
+    #[error("user `{user}` already has {role} access to project `{project}`")]
+    UserAlreadyHasAccess {
+        /// The user.
+        user: String,
+        /// The project.
+        project: String,
+        /// The role the user has.
+        role: ProjectRole,
+    },
+    /// The user does not exist or has no explicit grant to remove (A8).
+    #[error("user `{user}` does not exist or has no access to project `{project}`")]
+    UserNotExistsOrWithoutAccess {
+        /// The user.
+        user: String,
+        /// The project.
+        project: String,
+    },
+    /// The user is already a member of the workspace.
+    #[error("user `{user}` is already a member of workspace `{workspace}`")]
+    UserAlreadyInvited {
+        /// The user.
+        user: String,
+        /// The workspace.
+        workspace: String,
+    },
+    /// The workspace or the user of an invitation does not exist.
+    #[error("workspace `{workspace}` or user `{user}` not found")]
+    WorkspaceOrUserNotFound {
+        /// The workspace.
+        workspace: String,
+        /// The user.
+        user: String,
+    },
+    /// No user has this name.
+    #[error("user `{user}` not found")]
+    UserNotFound {
+        /// The username.
+        user: String,
+    },
+    /// A user with this name (case-insensitively) exists.
+    #[error("user `{user}` already exists")]
+    UserAlreadyExists {
+        /// The username.
+        user: String,
+    },
+    /// A workspace with this name exists.
+    #[error("workspace `{workspace}` already exists")]
+    WorkspaceAlreadyExists {
+        /// The workspace.
+        workspace: String,
+    },
+    /// The user is not a member of the workspace (A7).
+    #[error("user `{user}` is not a member of workspace `{workspace}`")]
+    UserNotInWorkspace {
+        /// The user.
+        user: String,
+        /// The workspace.
+        workspace: String,
+    },
+    /// No active service account has this full name (S3).
+    #[error("service account `{account}` not found")]
+    ServiceAccountNotFound {
+        /// The full name.
+        account: String,
+    },
+    /// A service account with this name (case-insensitively) exists in the workspace.
+    #[error("service account `{account}` already exists")]
+    ServiceAccountAlreadyExists {
+        /// The full name.
+        account: String,
+    },
+    /// The service account already has a grant on the project (S6).
+    #[error("service account `{account}` already has {role} access to project `{project}`")]
+    ServiceAccountAlreadyHasAccess {
+        /// The full name.
+        account: String,
+        /// The project.
+        project: String,
+        /// The role it has.
+        role: ProjectRole,
+    },
+    /// The service account has no grant on the project (S6).
+    #[error("service account `{account}` does not exist or has no access to project `{project}`")]
+    ServiceAccountNotExistsOrWithoutAccess {
+        /// The full name.
+        account: String,
+        /// The project.
+        project: String,
+    },
+    /// The workspace does not allow public projects (A5).
+    #[error("workspace `{workspace}` does not allow public projects")]
+    VisibilityRestricted {
+        /// The workspace.
+        workspace: String,
+    },
+    /// The project key is taken in the workspace (N4).
+    #[error("project key `{key}` is already used in workspace `{workspace}`")]
+    ProjectKeyCollision {
+        /// The key.
+        key: String,
+        /// The workspace.
+        workspace: String,
+    },
+    /// A token did not authenticate, whatever the reason (T3: no oracle).
+    #[error("invalid token")]
+    InvalidToken,
+    /// The actor can see the target but may not perform the action (A6).
+    #[error("permission denied: `{actor}` may not {action} in `{target}`")]
+    PermissionDenied {
+        /// The acting principal.
+        actor: String,
+        /// What it tried to do.
+        action: String,
+        /// The project or workspace it tried to do it in.
+        target: String,
+    },
+    /// The call would leave the workspace without an admin (A4).
+    #[error("workspace `{workspace}` must keep at least one admin")]
+    LastAdmin {
+        /// The workspace.
+        workspace: String,
+    },
+    /// The workspace has as many active service accounts as it allows (S2).
+    #[error("workspace `{workspace}` has reached its limit of {limit} active service accounts")]
+    ServiceAccountLimitReached {
+        /// The workspace.
+        workspace: String,
+        /// Its `service_account_limit`.
+        limit: u32,
+    },
+    /// `reactivate_service_account` was asked for an account that is active.
+    #[error("service account `{account}` is already active")]
+    ServiceAccountActive {
+        /// The full name.
+        account: String,
+    },
+    /// The operating system's random generator failed while making a token.
+    #[error("the operating system's random generator failed: {reason}")]
+    Random {
+        /// What the operating system said.
+        reason: String,
+    },
+    /// The database was written by a newer turnstile (D1); it was left untouched.
+    #[error(
+        "database schema version {found} is newer than this turnstile supports ({supported}); upgrade turnstile"
+    )]
+    SchemaTooNew {
+        /// The database's `user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database failed: I/O, corruption, a full disk, a read-only file.
+    #[error("storage error: {0}")]
+    Storage(#[source] StorageError),
+}
+
+impl Error {
+    pub(crate) fn invalid_value(what: &'static str, value: &str, expected: &'static str) -> Self {
+        Self::InvalidValue {
+            what,
+            value: crate::domain::names::echo(value),
+            expected,
+        }
+    }
+}
+
+/// The database's own error, kept opaque so that no `rusqlite` type is part of
+/// turnstile's API.
+#[derive(Debug)]
+pub struct StorageError(pub(crate) rusqlite::Error);
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(e, Some(msg)) => write!(f, "{msg} ({})", e.code_name()),
+            rusqlite::Error::SqliteFailure(e, None) => write!(f, "{e}"),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+trait CodeName {
+    fn code_name(&self) -> &'static str;
+}
+
+impl CodeName for rusqlite::ffi::Error {
+    fn code_name(&self) -> &'static str {
+        use rusqlite::ErrorCode::*;
+        match self.code {
+            DatabaseBusy => "busy",
+            DatabaseLocked => "locked",
+            ReadOnly => "read-only",
+            DiskFull => "disk full",
+            DatabaseCorrupt => "corrupt",
+            CannotOpen => "cannot open",
+            ConstraintViolation => "constraint",
+            NotADatabase => "not a database",
+            SystemIoFailure => "i/o",
+            _ => "sqlite",
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(StorageError(e))
+    }
+}

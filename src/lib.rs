@@ -1,0 +1,55 @@
+//! turnstile: an embedded access-control engine for Neptune-style workspaces, users,
+//! service accounts and projects, backed by one SQLite file.
+//!
+//! - [`Engine`] opens the database, bootstraps users and workspaces, authenticates
+//!   tokens and answers [`Engine::check`]: may this principal do this to this project?
+//! - [`Session`] makes the management calls of Neptune's API on behalf of an actor.
+//! - [`domain`] holds the rules themselves, as pure functions.
+//!
+//! ```
+//! use turnstile::{Action, Engine, ProjectOptions, ProjectRole, Visibility};
+//!
+//! let engine = Engine::open_in_memory()?;
+//! engine.create_user("alice")?;
+//! engine.create_user("bob")?;
+//! engine.create_workspace("ml-team", "alice")?;
+//!
+//! let alice = engine.session_for(&"alice".parse()?)?;
+//! alice.invite_to_workspace("ml-team", "bob", "member".parse()?, false)?;
+//! alice.create_project("ml-team/classification", ProjectOptions::default())?;
+//! let ci = alice.create_service_account("ml-team", "cicd", false)?;
+//! alice.add_project_service_account("ml-team/classification", "cicd@ml-team", ProjectRole::Contributor)?;
+//!
+//! // The service account's token authorizes it to log runs, not to manage members.
+//! assert!(engine.authorize(ci.secret(), "ml-team/classification", Action::Edit)?);
+//! assert!(!engine.authorize(ci.secret(), "ml-team/classification", Action::Manage)?);
+//! // Bob is a member, but the project is private.
+//! assert!(!engine.check(&"bob".parse()?, "ml-team/classification", Action::View)?);
+//! alice.set_project_visibility("ml-team/classification", Visibility::Workspace)?;
+//! assert!(engine.check(&"bob".parse()?, "ml-team/classification", Action::Manage)?);
+//! # Ok::<(), turnstile::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod domain;
+mod engine;
+mod error;
+pub mod repo;
+pub mod token;
+
+pub use audit::{AuditEvent, AuditQuery, Outcome};
+pub use domain::access::{Access, Action, RoleSource};
+pub use domain::names::{
+    ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName, ServiceAccountName,
+    Username, WorkspaceName,
+};
+pub use domain::principal::Principal;
+pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
+pub use engine::{
+    Engine, IssuedToken, ProjectOptions, ServiceAccountInfo, Session, TokenInfo, WorkspaceSettings,
+    WorkspaceStatus,
+};
+pub use error::{Error, NameKind, Result, StorageError};

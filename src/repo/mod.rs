@@ -1,0 +1,334 @@
+//! Storage behind a trait (SPEC D5). [`Repository`] is what the engine's management
+//! calls need from a store, inside one transaction; [`sqlite`] is the first
+//! implementation.
+
+pub(crate) mod sqlite;
+
+use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+use crate::domain::names::{ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName};
+use crate::domain::principal::Principal;
+use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
+use crate::error::Result;
+use crate::token::TokenDigest;
+
+macro_rules! id_type {
+    ($($(#[$doc:meta])* $name:ident),*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub i64);
+    )*};
+}
+
+id_type!(
+    /// A user's row id.
+    UserId,
+    /// A workspace's row id.
+    WorkspaceId,
+    /// A project's row id.
+    ProjectId,
+    /// A service account's row id.
+    ServiceAccountId,
+    /// A token's row id; shown to people so they can name a token without its secret.
+    TokenId
+);
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// Row id.
+    pub id: UserId,
+    /// The username, as spelled at creation.
+    pub name: Username,
+}
+
+/// A stored workspace with its settings.
+#[derive(Debug, Clone)]
+pub struct WorkspaceRecord {
+    /// Row id.
+    pub id: WorkspaceId,
+    /// The workspace name.
+    pub name: WorkspaceName,
+    /// Whether projects may be made public (A5).
+    pub allow_public_projects: bool,
+    /// The most active service accounts allowed at once (S2).
+    pub service_account_limit: u32,
+}
+
+/// A stored service account.
+#[derive(Debug, Clone)]
+pub struct ServiceAccountRecord {
+    /// Row id.
+    pub id: ServiceAccountId,
+    /// The workspace it belongs to.
+    pub workspace_id: WorkspaceId,
+    /// Its name within the workspace.
+    pub name: ServiceAccountName,
+    /// `false` once deactivated.
+    pub active: bool,
+}
+
+/// A stored project.
+#[derive(Debug, Clone)]
+pub struct ProjectRecord {
+    /// Row id.
+    pub id: ProjectId,
+    /// The workspace it belongs to.
+    pub workspace_id: WorkspaceId,
+    /// Its name, as spelled at creation.
+    pub name: ProjectName,
+    /// Its key.
+    pub key: ProjectKey,
+    /// Its visibility.
+    pub visibility: Visibility,
+    /// Its description.
+    pub description: String,
+}
+
+/// A project to insert.
+#[derive(Debug)]
+pub struct NewProject<'a> {
+    /// The owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// The name.
+    pub name: &'a ProjectName,
+    /// The key, already checked to be free.
+    pub key: &'a ProjectKey,
+    /// The visibility.
+    pub visibility: Visibility,
+    /// The description.
+    pub description: &'a str,
+}
+
+/// The owner of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOwner {
+    /// A user's personal token.
+    User(UserId),
+    /// A service account's token.
+    ServiceAccount(ServiceAccountId),
+}
+
+/// A stored token, never its secret.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Row id.
+    pub id: TokenId,
+    /// Whose it is.
+    pub owner: TokenOwner,
+    /// Its label.
+    pub label: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Last successful authentication, Unix milliseconds, recorded at most once a minute.
+    pub last_used_at: Option<i64>,
+    /// Revocation time, Unix milliseconds.
+    pub revoked_at: Option<i64>,
+}
+
+/// What a token authenticates as, with what is needed to decide if it still may.
+#[derive(Debug, Clone)]
+pub struct TokenLookup {
+    /// The token.
+    pub token: TokenRecord,
+    /// The principal it belongs to.
+    pub principal: Principal,
+    /// `false` for a deactivated service account's token.
+    pub principal_active: bool,
+}
+
+/// The facts about one principal and one project that the rules of SPEC §3 decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectFacts {
+    /// The project's visibility.
+    pub visibility: Visibility,
+    /// The principal's standing, or `None` when the principal does not exist.
+    pub standing: Option<crate::domain::access::Standing>,
+}
+
+/// One row of a project list, with the facts to confirm that it is visible.
+#[derive(Debug, Clone)]
+pub struct ProjectListRow {
+    /// `workspace/project`.
+    pub qualified_name: String,
+    /// The project's visibility.
+    pub visibility: Visibility,
+    /// The principal's standing on it.
+    pub standing: crate::domain::access::Standing,
+}
+
+/// A user listed on a project, with the facts to compute their effective role.
+#[derive(Debug, Clone)]
+pub struct ProjectUserRow {
+    /// The user.
+    pub name: Username,
+    /// Their role in the project's workspace, `None` for a non-member.
+    pub workspace_role: Option<WorkspaceRole>,
+    /// Their explicit grant on the project.
+    pub grant: Option<ProjectRole>,
+}
+
+/// Counts for `workspace_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkspaceCounts {
+    /// Users with the `admin` role.
+    pub admins: u32,
+    /// Users with the `member` role.
+    pub members: u32,
+    /// Projects.
+    pub projects: u32,
+    /// Active service accounts.
+    pub active_service_accounts: u32,
+    /// Deactivated service accounts.
+    pub deactivated_service_accounts: u32,
+}
+
+/// What the engine needs from a store. Every method runs inside the transaction the
+/// implementation was opened with; the engine opens one per management call.
+///
+/// Methods fetch facts and write rows; none decides who may do what: that is
+/// [`crate::domain`]'s job.
+pub trait Repository {
+    /// The user with this name, case-insensitively.
+    fn user(&self, name: &Username) -> Result<Option<UserRecord>>;
+    /// Inserts a user whose name is known to be free.
+    fn insert_user(&self, name: &Username, now: i64) -> Result<UserId>;
+
+    /// The workspace with this name.
+    fn workspace(&self, name: &WorkspaceName) -> Result<Option<WorkspaceRecord>>;
+    /// Inserts a workspace whose name is known to be free, with default settings.
+    fn insert_workspace(&self, name: &WorkspaceName, now: i64) -> Result<WorkspaceId>;
+    /// Stores a workspace's settings.
+    fn update_workspace_settings(
+        &self,
+        ws: WorkspaceId,
+        allow_public: bool,
+        limit: u32,
+    ) -> Result<()>;
+    /// Counts for `workspace_status`.
+    fn workspace_counts(&self, ws: WorkspaceId) -> Result<WorkspaceCounts>;
+
+    /// A user's role in a workspace, `None` for a non-member.
+    fn workspace_role(&self, ws: WorkspaceId, user: UserId) -> Result<Option<WorkspaceRole>>;
+    /// Adds a member or changes a member's role.
+    fn put_workspace_member(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        role: WorkspaceRole,
+    ) -> Result<()>;
+    /// Removes a member and their grants on the workspace's projects (A7); returns the
+    /// number of grants removed.
+    fn delete_workspace_member(&self, ws: WorkspaceId, user: UserId) -> Result<usize>;
+    /// Every member and role, by name.
+    fn workspace_members(&self, ws: WorkspaceId) -> Result<Vec<(Username, WorkspaceRole)>>;
+    /// Every member with the given role.
+    fn count_workspace_role(&self, ws: WorkspaceId, role: WorkspaceRole) -> Result<u32>;
+
+    /// The service account with this name in the workspace, active or not.
+    fn service_account(
+        &self,
+        ws: WorkspaceId,
+        name: &ServiceAccountName,
+    ) -> Result<Option<ServiceAccountRecord>>;
+    /// Inserts an active service account whose name is known to be free.
+    fn insert_service_account(
+        &self,
+        ws: WorkspaceId,
+        name: &ServiceAccountName,
+        now: i64,
+    ) -> Result<ServiceAccountId>;
+    /// Activates or deactivates a service account.
+    fn set_service_account_active(&self, sa: ServiceAccountId, active: bool) -> Result<()>;
+    /// The number of active service accounts of a workspace.
+    fn count_active_service_accounts(&self, ws: WorkspaceId) -> Result<u32>;
+    /// A workspace's service accounts by name, with whether each is active.
+    fn service_accounts(&self, ws: WorkspaceId) -> Result<Vec<(ServiceAccountName, bool)>>;
+
+    /// The project with this name in the workspace, case-insensitively.
+    fn project(&self, ws: WorkspaceId, name: &ProjectName) -> Result<Option<ProjectRecord>>;
+    /// Whether a project of the workspace has this key.
+    fn project_key_taken(&self, ws: WorkspaceId, key: &ProjectKey) -> Result<bool>;
+    /// Inserts a project whose name and key are known to be free.
+    fn insert_project(&self, project: &NewProject<'_>, now: i64) -> Result<ProjectId>;
+    /// Deletes a project and its grants.
+    fn delete_project(&self, project: ProjectId) -> Result<()>;
+    /// Changes a project's visibility.
+    fn set_project_visibility(&self, project: ProjectId, visibility: Visibility) -> Result<()>;
+    /// Changes a project's description.
+    fn set_project_description(&self, project: ProjectId, description: &str) -> Result<()>;
+    /// The ids of every project of a workspace.
+    fn project_ids(&self, ws: WorkspaceId) -> Result<Vec<ProjectId>>;
+
+    /// A user's explicit grant on a project.
+    fn user_grant(&self, project: ProjectId, user: UserId) -> Result<Option<ProjectRole>>;
+    /// Creates or changes a user's grant.
+    fn put_user_grant(&self, project: ProjectId, user: UserId, role: ProjectRole) -> Result<()>;
+    /// Removes a user's grant; `false` if there was none.
+    fn delete_user_grant(&self, project: ProjectId, user: UserId) -> Result<bool>;
+    /// Users with an explicit grant on a project, with their workspace role, and (when
+    /// `with_members`) every workspace member without one.
+    fn project_users(&self, project: ProjectId, with_members: bool) -> Result<Vec<ProjectUserRow>>;
+
+    /// A service account's explicit grant on a project.
+    fn service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+    ) -> Result<Option<ProjectRole>>;
+    /// Creates or changes a service account's grant.
+    fn put_service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+        role: ProjectRole,
+    ) -> Result<()>;
+    /// Removes a service account's grant; `false` if there was none.
+    fn delete_service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+    ) -> Result<bool>;
+    /// Service accounts with a grant on a project: name, active, role.
+    fn project_service_accounts(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<(ServiceAccountName, bool, ProjectRole)>>;
+
+    /// The facts for one principal and one project, by name; `None` if no such project.
+    fn project_facts(
+        &self,
+        principal: Option<&Principal>,
+        workspace: &WorkspaceName,
+        project_key: &str,
+    ) -> Result<Option<ProjectFacts>>;
+    /// Every project the principal might see, ordered by workspace and project name,
+    /// with the facts to decide: a superset the domain rules then filter.
+    fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>>;
+
+    /// Stores a token by its digest.
+    fn insert_token(
+        &self,
+        owner: TokenOwner,
+        digest: &TokenDigest,
+        label: &str,
+        now: i64,
+        expires_at: Option<i64>,
+    ) -> Result<TokenId>;
+    /// The token with this digest and its principal.
+    fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenLookup>>;
+    /// Every token of an owner, newest first.
+    fn tokens_of(&self, owner: TokenOwner) -> Result<Vec<TokenRecord>>;
+    /// Revokes one token; `false` if it was not live.
+    fn revoke_token(&self, id: TokenId, now: i64) -> Result<bool>;
+    /// Revokes every live token of an owner; returns their records as they were.
+    fn revoke_tokens_of(&self, owner: TokenOwner, now: i64) -> Result<Vec<TokenRecord>>;
+    /// Records a use of a token.
+    fn touch_token(&self, id: TokenId, now: i64) -> Result<()>;
+
+    /// Appends an audit event.
+    fn append_audit(&self, event: &NewAuditEvent<'_>) -> Result<()>;
+    /// Audit events matching a query, newest first.
+    fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+}

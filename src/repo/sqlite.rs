@@ -1,0 +1,1006 @@
+//! The SQLite implementation of [`Repository`], and the connections it runs on.
+//!
+//! One writer connection behind a mutex takes every write transaction, begun with
+//! `BEGIN IMMEDIATE` so two writers never deadlock on a lock upgrade. Reads take a
+//! connection from a small pool, so readers never wait on each other or on the
+//! writer (WAL). An in-memory database has a single connection for both.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::config::DbConfig;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior, params};
+
+use super::*;
+use crate::audit::Outcome;
+use crate::domain::access::Standing;
+use crate::error::Error;
+
+/// The schema, applied to a new database (D1).
+pub(crate) const SCHEMA: &str = include_str!("../../schema.sql");
+/// The schema version this build writes; `PRAGMA user_version` holds it.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Migrations from version `n` to `n + 1` are `MIGRATIONS[n]`; version 0 is empty.
+const MIGRATIONS: [&str; 1] = [SCHEMA];
+/// How long a call waits for another writer before giving up (D2). Long, because
+/// callers must never see `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The connections of one database.
+pub(crate) struct Store {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory database, whose reads use the writer.
+    readers: Option<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a half-written change: the
+    // transaction is rolled back when dropped. The connection is still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // D1: refuse a newer database before anything writes to it, WAL mode included.
+        refuse_newer(&conn)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Storage(crate::error::StorageError(
+                rusqlite::Error::InvalidParameterName(format!(
+                    "the database refused WAL mode (journal mode `{mode}`)"
+                )),
+            )));
+        }
+        configure(&conn)?;
+        migrate(&conn)?;
+        Ok(Self {
+            writer: Mutex::new(conn),
+            readers: Some(ReaderPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        configure(&conn)?;
+        migrate(&conn)?;
+        Ok(Self {
+            writer: Mutex::new(conn),
+            readers: None,
+        })
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`), committed only if `f`
+    /// succeeds. An early `?` in `f` drops the transaction, which rolls back (E3).
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&SqliteRepo { conn: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one read transaction: a consistent snapshot, not blocking writers.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        self.with_connection(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let out = f(&SqliteRepo { conn: &tx })?;
+            tx.finish()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on a read connection without a transaction: for single statements,
+    /// which SQLite runs on a snapshot of their own.
+    pub(crate) fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(pool) = &self.readers else {
+            return f(&lock(&self.writer));
+        };
+        let conn = match lock(&pool.idle).pop() {
+            Some(conn) => conn,
+            None => open_reader(&pool.path)?,
+        };
+        let out = f(&conn);
+        let mut idle = lock(&pool.idle);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Without the planner stability guarantee, prepare_cached re-prepares statements
+    // and a check costs ten times as much.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+fn refuse_newer(conn: &Connection) -> Result<()> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction (D1). Another process
+/// may be migrating at the same time: the version is read again under the lock.
+fn migrate(conn: &Connection) -> Result<()> {
+    if user_version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let mut version = user_version(conn)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        while version < SCHEMA_VERSION {
+            conn.execute_batch(MIGRATIONS[version as usize])?;
+            version += 1;
+        }
+        conn.pragma_update(None, "user_version", version)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+// Enumerations are stored as small integers (see schema.sql).
+
+impl ToSql for ProjectRole {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            Self::Viewer => 1i64,
+            Self::Contributor => 2,
+            Self::Owner => 3,
+        }))
+    }
+}
+
+impl FromSql for ProjectRole {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_i64()? {
+            1 => Ok(Self::Viewer),
+            2 => Ok(Self::Contributor),
+            3 => Ok(Self::Owner),
+            n => Err(FromSqlError::OutOfRange(n)),
+        }
+    }
+}
+
+impl ToSql for WorkspaceRole {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            Self::Member => 1i64,
+            Self::Admin => 2,
+        }))
+    }
+}
+
+impl FromSql for WorkspaceRole {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_i64()? {
+            1 => Ok(Self::Member),
+            2 => Ok(Self::Admin),
+            n => Err(FromSqlError::OutOfRange(n)),
+        }
+    }
+}
+
+impl ToSql for Visibility {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            Self::Private => 0i64,
+            Self::Workspace => 1,
+            Self::Public => 2,
+        }))
+    }
+}
+
+impl FromSql for Visibility {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_i64()? {
+            0 => Ok(Self::Private),
+            1 => Ok(Self::Workspace),
+            2 => Ok(Self::Public),
+            n => Err(FromSqlError::OutOfRange(n)),
+        }
+    }
+}
+
+/// [`Repository`] over one SQLite connection, inside the transaction its caller opened.
+pub(crate) struct SqliteRepo<'c> {
+    pub(crate) conn: &'c Connection,
+}
+
+impl SqliteRepo<'_> {
+    fn count(&self, sql: &str, params: impl rusqlite::Params) -> Result<u32> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(params, |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn service_account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceAccountRecord> {
+        Ok(ServiceAccountRecord {
+            id: ServiceAccountId(row.get(0)?),
+            workspace_id: WorkspaceId(row.get(1)?),
+            name: ServiceAccountName::from_stored(row.get(2)?),
+            active: row.get(3)?,
+        })
+    }
+
+    fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+        let user: Option<i64> = row.get(1)?;
+        let sa: Option<i64> = row.get(2)?;
+        let owner = match (user, sa) {
+            (Some(u), _) => TokenOwner::User(UserId(u)),
+            (None, Some(s)) => TokenOwner::ServiceAccount(ServiceAccountId(s)),
+            (None, None) => {
+                return Err(rusqlite::Error::InvalidColumnType(
+                    1,
+                    "owner".into(),
+                    rusqlite::types::Type::Null,
+                ));
+            }
+        };
+        Ok(TokenRecord {
+            id: TokenId(row.get(0)?),
+            owner,
+            label: row.get(3)?,
+            created_at: row.get(4)?,
+            expires_at: row.get(5)?,
+            last_used_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+        })
+    }
+}
+
+const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.service_account_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
+
+fn owner_params(owner: TokenOwner) -> (Option<i64>, Option<i64>) {
+    match owner {
+        TokenOwner::User(u) => (Some(u.0), None),
+        TokenOwner::ServiceAccount(s) => (None, Some(s.0)),
+    }
+}
+
+impl Repository for SqliteRepo<'_> {
+    fn user(&self, name: &Username) -> Result<Option<UserRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, name FROM users WHERE name_key = ?1")?
+            .query_row([name.key()], |r| {
+                Ok(UserRecord {
+                    id: UserId(r.get(0)?),
+                    name: Username::from_stored(r.get(1)?),
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_user(&self, name: &Username, now: i64) -> Result<UserId> {
+        self.conn
+            .prepare_cached("INSERT INTO users (name, name_key, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![name.as_str(), name.key(), now])?;
+        Ok(UserId(self.conn.last_insert_rowid()))
+    }
+
+    fn workspace(&self, name: &WorkspaceName) -> Result<Option<WorkspaceRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, allow_public_projects, service_account_limit
+                 FROM workspaces WHERE name = ?1",
+            )?
+            .query_row([name.as_str()], |r| {
+                Ok(WorkspaceRecord {
+                    id: WorkspaceId(r.get(0)?),
+                    name: WorkspaceName::from_stored(r.get(1)?),
+                    allow_public_projects: r.get(2)?,
+                    service_account_limit: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_workspace(&self, name: &WorkspaceName, now: i64) -> Result<WorkspaceId> {
+        self.conn
+            .prepare_cached("INSERT INTO workspaces (name, created_at) VALUES (?1, ?2)")?
+            .execute(params![name.as_str(), now])?;
+        Ok(WorkspaceId(self.conn.last_insert_rowid()))
+    }
+
+    fn update_workspace_settings(
+        &self,
+        ws: WorkspaceId,
+        allow_public: bool,
+        limit: u32,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE workspaces SET allow_public_projects = ?2, service_account_limit = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![ws.0, allow_public, limit])?;
+        Ok(())
+    }
+
+    fn workspace_counts(&self, ws: WorkspaceId) -> Result<WorkspaceCounts> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT
+                   (SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role = 2),
+                   (SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role = 1),
+                   (SELECT count(*) FROM projects WHERE workspace_id = ?1),
+                   (SELECT count(*) FROM service_accounts WHERE workspace_id = ?1 AND active = 1),
+                   (SELECT count(*) FROM service_accounts WHERE workspace_id = ?1 AND active = 0)",
+            )?
+            .query_row([ws.0], |r| {
+                Ok(WorkspaceCounts {
+                    admins: r.get(0)?,
+                    members: r.get(1)?,
+                    projects: r.get(2)?,
+                    active_service_accounts: r.get(3)?,
+                    deactivated_service_accounts: r.get(4)?,
+                })
+            })?)
+    }
+
+    fn workspace_role(&self, ws: WorkspaceId, user: UserId) -> Result<Option<WorkspaceRole>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT role FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
+            )?
+            .query_row([ws.0, user.0], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn put_workspace_member(
+        &self,
+        ws: WorkspaceId,
+        user: UserId,
+        role: WorkspaceRole,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
+            )?
+            .execute(params![ws.0, user.0, role])?;
+        Ok(())
+    }
+
+    fn delete_workspace_member(&self, ws: WorkspaceId, user: UserId) -> Result<usize> {
+        let grants = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM user_grants WHERE user_id = ?2
+                 AND project_id IN (SELECT id FROM projects WHERE workspace_id = ?1)",
+            )?
+            .execute([ws.0, user.0])?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
+            )?
+            .execute([ws.0, user.0])?;
+        Ok(grants)
+    }
+
+    fn workspace_members(&self, ws: WorkspaceId) -> Result<Vec<(Username, WorkspaceRole)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.name, m.role FROM workspace_members m JOIN users u ON u.id = m.user_id
+             WHERE m.workspace_id = ?1 ORDER BY u.name_key",
+        )?;
+        let rows = stmt.query_map([ws.0], |r| {
+            Ok((Username::from_stored(r.get(0)?), r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn count_workspace_role(&self, ws: WorkspaceId, role: WorkspaceRole) -> Result<u32> {
+        self.count(
+            "SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role = ?2",
+            params![ws.0, role],
+        )
+    }
+
+    fn service_account(
+        &self,
+        ws: WorkspaceId,
+        name: &ServiceAccountName,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, workspace_id, name, active FROM service_accounts
+                 WHERE workspace_id = ?1 AND name_key = ?2",
+            )?
+            .query_row(params![ws.0, name.key()], Self::service_account_row)
+            .optional()?)
+    }
+
+    fn insert_service_account(
+        &self,
+        ws: WorkspaceId,
+        name: &ServiceAccountName,
+        now: i64,
+    ) -> Result<ServiceAccountId> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO service_accounts (workspace_id, name, name_key, active, created_at)
+                 VALUES (?1, ?2, ?3, 1, ?4)",
+            )?
+            .execute(params![ws.0, name.as_str(), name.key(), now])?;
+        Ok(ServiceAccountId(self.conn.last_insert_rowid()))
+    }
+
+    fn set_service_account_active(&self, sa: ServiceAccountId, active: bool) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE service_accounts SET active = ?2 WHERE id = ?1")?
+            .execute(params![sa.0, active])?;
+        Ok(())
+    }
+
+    fn count_active_service_accounts(&self, ws: WorkspaceId) -> Result<u32> {
+        self.count(
+            "SELECT count(*) FROM service_accounts WHERE workspace_id = ?1 AND active = 1",
+            [ws.0],
+        )
+    }
+
+    fn service_accounts(&self, ws: WorkspaceId) -> Result<Vec<(ServiceAccountName, bool)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, active FROM service_accounts WHERE workspace_id = ?1 ORDER BY name_key",
+        )?;
+        let rows = stmt.query_map([ws.0], |r| {
+            Ok((ServiceAccountName::from_stored(r.get(0)?), r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn project(&self, ws: WorkspaceId, name: &ProjectName) -> Result<Option<ProjectRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, workspace_id, name, key, visibility, description FROM projects
+                 WHERE workspace_id = ?1 AND name_key = ?2",
+            )?
+            .query_row(params![ws.0, name.key()], |r| {
+                Ok(ProjectRecord {
+                    id: ProjectId(r.get(0)?),
+                    workspace_id: WorkspaceId(r.get(1)?),
+                    name: ProjectName::from_stored(r.get(2)?),
+                    key: ProjectKey::from_stored(r.get(3)?),
+                    visibility: r.get(4)?,
+                    description: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn project_key_taken(&self, ws: WorkspaceId, key: &ProjectKey) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM projects WHERE workspace_id = ?1 AND key = ?2")?
+            .exists(params![ws.0, key.as_str()])?)
+    }
+
+    fn insert_project(&self, p: &NewProject<'_>, now: i64) -> Result<ProjectId> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO projects (workspace_id, name, name_key, key, visibility, description, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                p.workspace_id.0,
+                p.name.as_str(),
+                p.name.key(),
+                p.key.as_str(),
+                p.visibility,
+                p.description,
+                now
+            ])?;
+        Ok(ProjectId(self.conn.last_insert_rowid()))
+    }
+
+    fn delete_project(&self, project: ProjectId) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM projects WHERE id = ?1")?
+            .execute([project.0])?;
+        Ok(())
+    }
+
+    fn set_project_visibility(&self, project: ProjectId, visibility: Visibility) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE projects SET visibility = ?2 WHERE id = ?1")?
+            .execute(params![project.0, visibility])?;
+        Ok(())
+    }
+
+    fn set_project_description(&self, project: ProjectId, description: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE projects SET description = ?2 WHERE id = ?1")?
+            .execute(params![project.0, description])?;
+        Ok(())
+    }
+
+    fn project_ids(&self, ws: WorkspaceId) -> Result<Vec<ProjectId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM projects WHERE workspace_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([ws.0], |r| Ok(ProjectId(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn user_grant(&self, project: ProjectId, user: UserId) -> Result<Option<ProjectRole>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT role FROM user_grants WHERE project_id = ?1 AND user_id = ?2")?
+            .query_row([project.0, user.0], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn put_user_grant(&self, project: ProjectId, user: UserId, role: ProjectRole) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO user_grants (project_id, user_id, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role",
+            )?
+            .execute(params![project.0, user.0, role])?;
+        Ok(())
+    }
+
+    fn delete_user_grant(&self, project: ProjectId, user: UserId) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM user_grants WHERE project_id = ?1 AND user_id = ?2")?
+            .execute([project.0, user.0])?
+            > 0)
+    }
+
+    fn project_users(&self, project: ProjectId, with_members: bool) -> Result<Vec<ProjectUserRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.name, m.role, g.role
+             FROM projects p
+             JOIN users u
+             LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = u.id
+             LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = u.id
+             WHERE p.id = ?1 AND (g.role IS NOT NULL OR (?2 AND m.role IS NOT NULL))
+             ORDER BY u.name_key",
+        )?;
+        let rows = stmt.query_map(params![project.0, with_members], |r| {
+            Ok(ProjectUserRow {
+                name: Username::from_stored(r.get(0)?),
+                workspace_role: r.get(1)?,
+                grant: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+    ) -> Result<Option<ProjectRole>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT role FROM service_account_grants WHERE project_id = ?1 AND service_account_id = ?2",
+            )?
+            .query_row([project.0, sa.0], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn put_service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+        role: ProjectRole,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO service_account_grants (project_id, service_account_id, role)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project_id, service_account_id) DO UPDATE SET role = excluded.role",
+            )?
+            .execute(params![project.0, sa.0, role])?;
+        Ok(())
+    }
+
+    fn delete_service_account_grant(
+        &self,
+        project: ProjectId,
+        sa: ServiceAccountId,
+    ) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM service_account_grants WHERE project_id = ?1 AND service_account_id = ?2",
+            )?
+            .execute([project.0, sa.0])?
+            > 0)
+    }
+
+    fn project_service_accounts(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<(ServiceAccountName, bool, ProjectRole)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.name, s.active, g.role
+             FROM service_account_grants g JOIN service_accounts s ON s.id = g.service_account_id
+             WHERE g.project_id = ?1 ORDER BY s.name_key",
+        )?;
+        let rows = stmt.query_map([project.0], |r| {
+            Ok((
+                ServiceAccountName::from_stored(r.get(0)?),
+                r.get(1)?,
+                r.get(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn project_facts(
+        &self,
+        principal: Option<&Principal>,
+        workspace: &WorkspaceName,
+        project_key: &str,
+    ) -> Result<Option<ProjectFacts>> {
+        // One statement from names to facts: the check path (WORKLOAD.md).
+        let facts = match principal {
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT p.visibility FROM workspaces w
+                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     WHERE w.name = ?1",
+                )?
+                .query_row(params![workspace.as_str(), project_key], |r| {
+                    Ok(ProjectFacts {
+                        visibility: r.get(0)?,
+                        standing: Some(Standing::Anonymous),
+                    })
+                })
+                .optional()?,
+            Some(Principal::User(user)) => self
+                .conn
+                .prepare_cached(
+                    "SELECT p.visibility, u.id, m.role, g.role
+                     FROM workspaces w
+                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     LEFT JOIN users u ON u.name_key = ?3
+                     LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = u.id
+                     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = u.id
+                     WHERE w.name = ?1",
+                )?
+                .query_row(params![workspace.as_str(), project_key, user.key()], |r| {
+                    let exists = r.get::<_, Option<i64>>(1)?.is_some();
+                    Ok(ProjectFacts {
+                        visibility: r.get(0)?,
+                        standing: exists.then_some(Standing::User {
+                            workspace_role: r.get(2)?,
+                            grant: r.get(3)?,
+                        }),
+                    })
+                })
+                .optional()?,
+            Some(Principal::ServiceAccount(sa)) => self
+                .conn
+                .prepare_cached(
+                    "SELECT p.visibility, s.id, s.active, s.workspace_id = w.id, g.role
+                     FROM workspaces w
+                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     LEFT JOIN workspaces sw ON sw.name = ?3
+                     LEFT JOIN service_accounts s ON s.workspace_id = sw.id AND s.name_key = ?4
+                     LEFT JOIN service_account_grants g
+                            ON g.project_id = p.id AND g.service_account_id = s.id
+                     WHERE w.name = ?1",
+                )?
+                .query_row(
+                    params![
+                        workspace.as_str(),
+                        project_key,
+                        sa.workspace.as_str(),
+                        sa.name.key()
+                    ],
+                    |r| {
+                        let exists = r.get::<_, Option<i64>>(1)?.is_some();
+                        Ok(ProjectFacts {
+                            visibility: r.get(0)?,
+                            standing: if exists {
+                                Some(Standing::ServiceAccount {
+                                    active: r.get(2)?,
+                                    in_workspace: r.get(3)?,
+                                    grant: r.get(4)?,
+                                })
+                            } else {
+                                None
+                            },
+                        })
+                    },
+                )
+                .optional()?,
+        };
+        Ok(facts)
+    }
+
+    fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>> {
+        let qualified = |w: String, p: String| format!("{w}/{p}");
+        match principal {
+            Principal::User(user) => {
+                let mut stmt = self.conn.prepare_cached(
+                    "WITH me(id) AS (SELECT id FROM users WHERE name_key = ?1),
+                     candidates(id) AS (
+                        SELECT p.id FROM workspace_members m
+                        JOIN projects p ON p.workspace_id = m.workspace_id
+                        WHERE m.user_id = (SELECT id FROM me) AND (m.role = 2 OR p.visibility = 1)
+                        UNION
+                        SELECT project_id FROM user_grants WHERE user_id = (SELECT id FROM me)
+                        UNION
+                        SELECT id FROM projects WHERE visibility = 2)
+                     SELECT w.name, p.name, p.visibility, m.role, g.role
+                     FROM candidates c
+                     JOIN projects p ON p.id = c.id
+                     JOIN workspaces w ON w.id = p.workspace_id
+                     LEFT JOIN workspace_members m
+                            ON m.workspace_id = p.workspace_id AND m.user_id = (SELECT id FROM me)
+                     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = (SELECT id FROM me)
+                     ORDER BY w.name, p.name_key",
+                )?;
+                let rows = stmt.query_map([user.key()], |r| {
+                    Ok(ProjectListRow {
+                        qualified_name: qualified(r.get(0)?, r.get(1)?),
+                        visibility: r.get(2)?,
+                        standing: Standing::User {
+                            workspace_role: r.get(3)?,
+                            grant: r.get(4)?,
+                        },
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+            Principal::ServiceAccount(sa) => {
+                let mut stmt = self.conn.prepare_cached(
+                    "WITH me(id, workspace_id, active) AS (
+                        SELECT s.id, s.workspace_id, s.active FROM service_accounts s
+                        JOIN workspaces w ON w.id = s.workspace_id
+                        WHERE w.name = ?1 AND s.name_key = ?2),
+                     candidates(id) AS (
+                        SELECT project_id FROM service_account_grants
+                        WHERE service_account_id = (SELECT id FROM me)
+                        UNION
+                        SELECT id FROM projects WHERE visibility = 2)
+                     SELECT w.name, p.name, p.visibility, (SELECT active FROM me),
+                            p.workspace_id = (SELECT workspace_id FROM me), g.role
+                     FROM candidates c
+                     JOIN projects p ON p.id = c.id
+                     JOIN workspaces w ON w.id = p.workspace_id
+                     LEFT JOIN service_account_grants g
+                            ON g.project_id = p.id AND g.service_account_id = (SELECT id FROM me)
+                     WHERE EXISTS (SELECT 1 FROM me)
+                     ORDER BY w.name, p.name_key",
+                )?;
+                let rows = stmt.query_map(params![sa.workspace.as_str(), sa.name.key()], |r| {
+                    Ok(ProjectListRow {
+                        qualified_name: qualified(r.get(0)?, r.get(1)?),
+                        visibility: r.get(2)?,
+                        standing: Standing::ServiceAccount {
+                            active: r.get(3)?,
+                            in_workspace: r.get(4)?,
+                            grant: r.get(5)?,
+                        },
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+        }
+    }
+
+    fn insert_token(
+        &self,
+        owner: TokenOwner,
+        digest: &TokenDigest,
+        label: &str,
+        now: i64,
+        expires_at: Option<i64>,
+    ) -> Result<TokenId> {
+        let (user, sa) = owner_params(owner);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tokens (digest, user_id, service_account_id, label, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![&digest.as_bytes()[..], user, sa, label, now, expires_at])?;
+        Ok(TokenId(self.conn.last_insert_rowid()))
+    }
+
+    fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenLookup>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, u.name, s.name, sw.name, s.active
+             FROM tokens t
+             LEFT JOIN users u ON u.id = t.user_id
+             LEFT JOIN service_accounts s ON s.id = t.service_account_id
+             LEFT JOIN workspaces sw ON sw.id = s.workspace_id
+             WHERE t.digest = ?1"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([&digest.as_bytes()[..]], |r| {
+                let token = Self::token_row(r)?;
+                let (principal, principal_active) = match token.owner {
+                    TokenOwner::User(_) => {
+                        (Principal::User(Username::from_stored(r.get(8)?)), true)
+                    }
+                    TokenOwner::ServiceAccount(_) => (
+                        Principal::ServiceAccount(crate::domain::names::ServiceAccountFullName {
+                            name: ServiceAccountName::from_stored(r.get(9)?),
+                            workspace: WorkspaceName::from_stored(r.get(10)?),
+                        }),
+                        r.get(11)?,
+                    ),
+                };
+                Ok(TokenLookup {
+                    token,
+                    principal,
+                    principal_active,
+                })
+            })
+            .optional()?)
+    }
+
+    fn tokens_of(&self, owner: TokenOwner) -> Result<Vec<TokenRecord>> {
+        let (user, sa) = owner_params(owner);
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens t
+             WHERE t.user_id IS ?1 AND t.service_account_id IS ?2 ORDER BY t.id DESC"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![user, sa], Self::token_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn revoke_token(&self, id: TokenId, now: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute([id.0, now])?
+            > 0)
+    }
+
+    fn revoke_tokens_of(&self, owner: TokenOwner, now: i64) -> Result<Vec<TokenRecord>> {
+        let live: Vec<TokenRecord> = self
+            .tokens_of(owner)?
+            .into_iter()
+            .filter(|t| t.revoked_at.is_none())
+            .collect();
+        for t in &live {
+            self.revoke_token(t.id, now)?;
+        }
+        Ok(live)
+    }
+
+    fn touch_token(&self, id: TokenId, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
+            .execute([id.0, now])?;
+        Ok(())
+    }
+
+    fn append_audit(&self, e: &NewAuditEvent<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_events (at, workspace, actor, action, target, outcome, details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                e.at,
+                e.workspace,
+                e.actor,
+                e.action,
+                e.target,
+                e.outcome.as_str(),
+                e.details.to_string()
+            ])?;
+        Ok(())
+    }
+
+    fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, workspace, actor, action, target, outcome, details FROM audit_events
+             WHERE (?1 IS NULL OR workspace = ?1)
+               AND (?2 IS NULL OR actor = ?2 COLLATE NOCASE)
+               AND (?3 IS NULL OR target = ?3 COLLATE NOCASE)
+               AND (?4 IS NULL OR at >= ?4)
+               AND (?5 IS NULL OR at < ?5)
+             ORDER BY id DESC LIMIT ?6",
+        )?;
+        let limit = q.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let rows = stmt.query_map(
+            params![
+                q.workspace.as_deref().map(str::to_ascii_lowercase),
+                q.actor,
+                q.target,
+                q.since.map(|t| t.timestamp_millis()),
+                q.until.map(|t| t.timestamp_millis()),
+                limit
+            ],
+            |r| {
+                let at: i64 = r.get(1)?;
+                let outcome: String = r.get(6)?;
+                let details: String = r.get(7)?;
+                Ok(AuditEvent {
+                    id: r.get(0)?,
+                    at: chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(),
+                    workspace: r.get(2)?,
+                    actor: r.get(3)?,
+                    action: r.get(4)?,
+                    target: r.get(5)?,
+                    outcome: if outcome == "denied" {
+                        Outcome::Denied
+                    } else {
+                        Outcome::Ok
+                    },
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,0 +1,175 @@
+//! Token format and digest (SPEC T1, T2). Pure: no database here.
+//!
+//! A token reads `tst_<body><check>`:
+//! - `tst_`: a fixed prefix, so secret scanners can recognise a leaked token;
+//! - `<body>`: 32 bytes (256 bits) from the operating system's generator, in URL-safe
+//!   base64 without padding (43 characters);
+//! - `<check>`: the CRC32 of the body in 6 base62 digits, so a mistyped or made-up
+//!   token is rejected without a database look-up (as GitHub's tokens do).
+//!
+//! Only the SHA-256 digest of the whole token is ever stored.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRngCore;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The prefix of every turnstile token.
+pub const PREFIX: &str = "tst_";
+const RANDOM_BYTES: usize = 32;
+const BODY_LEN: usize = 43;
+const CHECK_LEN: usize = 6;
+/// The length of every turnstile token.
+pub const TOKEN_LEN: usize = PREFIX.len() + BODY_LEN + CHECK_LEN;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The SHA-256 digest of a token: what the database stores and looks tokens up by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest(pub(crate) [u8; 32]);
+
+impl TokenDigest {
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A freshly generated token: its secret text and its digest.
+pub(crate) struct NewToken {
+    pub secret: String,
+    pub digest: TokenDigest,
+}
+
+/// Generates a token from 256 bits of the operating system's randomness.
+pub(crate) fn generate() -> Result<NewToken> {
+    let mut random = [0u8; RANDOM_BYTES];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut random)
+        .map_err(|e| Error::Random {
+            reason: e.to_string(),
+        })?;
+    let body = URL_SAFE_NO_PAD.encode(random);
+    let secret = format!("{PREFIX}{body}{}", checksum(body.as_bytes()));
+    let digest = digest(&secret);
+    Ok(NewToken { secret, digest })
+}
+
+/// Checks a token's shape and checksum and returns its digest, or `InvalidToken`.
+/// Touches no database: a malformed or mistyped token costs a few hundred nanoseconds.
+pub fn parse(token: &str) -> Result<TokenDigest> {
+    if !well_formed(token) {
+        return Err(Error::InvalidToken);
+    }
+    Ok(digest(token))
+}
+
+/// Whether a token has the `tst_` shape and a matching checksum.
+pub fn well_formed(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    if bytes.len() != TOKEN_LEN || !token.starts_with(PREFIX) {
+        return false;
+    }
+    let body = &bytes[PREFIX.len()..PREFIX.len() + BODY_LEN];
+    let check = &bytes[PREFIX.len() + BODY_LEN..];
+    // The last base64 character of a 32-byte body carries 4 bits of padding; a body
+    // that does not decode to exactly 32 bytes was not made here.
+    let decodes = URL_SAFE_NO_PAD
+        .decode(body)
+        .is_ok_and(|raw| raw.len() == RANDOM_BYTES);
+    decodes && checksum(body).as_bytes() == check
+}
+
+fn checksum(body: &[u8]) -> String {
+    let mut n = crc32fast::hash(body);
+    let mut out = [b'0'; CHECK_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+fn digest(token: &str) -> TokenDigest {
+    TokenDigest(Sha256::digest(token.as_bytes()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn t1_generated_tokens_have_the_documented_shape() -> Result<()> {
+        let t = generate()?;
+        assert!(t.secret.starts_with("tst_"));
+        assert_eq!(t.secret.len(), TOKEN_LEN);
+        assert!(
+            t.secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
+        assert_eq!(parse(&t.secret)?, t.digest);
+        assert_ne!(generate()?.secret, t.secret);
+        Ok(())
+    }
+
+    #[test]
+    fn t1_malformed_tokens_are_rejected() {
+        let good = generate().unwrap().secret;
+        for bad in [
+            "",
+            "tst_",
+            "ghp_abc",
+            &good[..good.len() - 1],
+            &format!("{good}x"),
+            &good.replacen("tst_", "TST_", 1),
+            &format!("{}…", &good[..good.len() - 3]),
+        ] {
+            assert!(matches!(parse(bad), Err(Error::InvalidToken)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn t2_digest_is_sha256_of_the_whole_token() {
+        let t = generate().unwrap();
+        let expected: [u8; 32] = Sha256::digest(t.secret.as_bytes()).into();
+        assert_eq!(t.digest.as_bytes(), &expected);
+    }
+
+    proptest! {
+        #[test]
+        fn t1_any_single_character_change_is_rejected(pos in 0usize..TOKEN_LEN, c in any::<char>()) {
+            let t = generate().unwrap();
+            let mut chars: Vec<char> = t.secret.chars().collect();
+            prop_assume!(chars[pos] != c);
+            chars[pos] = c;
+            let mutated: String = chars.into_iter().collect();
+            prop_assert!(parse(&mutated).is_err());
+        }
+
+        #[test]
+        fn t1_round_trip_always_parses(_seed in any::<u64>()) {
+            let t = generate().unwrap();
+            prop_assert_eq!(parse(&t.secret).unwrap(), t.digest);
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".*") {
+            let _ = parse(&s);
+        }
+    }
+}
