@@ -19,8 +19,8 @@ use crate::domain::access::{
     workspace_permits,
 };
 use crate::domain::names::{
-    ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName, ServiceAccountName,
-    Username, WorkspaceName,
+    KeyAllocator, ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName,
+    ServiceAccountName, Username, WorkspaceName,
 };
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
@@ -442,6 +442,30 @@ impl Engine {
         Ok((standing, facts.visibility))
     }
 
+    /// Loads a [`Snapshot`](crate::Snapshot) (users, workspaces, members, service
+    /// accounts, projects, grants) in one transaction: all of it or, on the first
+    /// error, none of it. The fast way to load many facts at once.
+    pub fn import(&self, snapshot: &crate::Snapshot) -> Result<crate::ImportSummary> {
+        self.import_with_progress(snapshot, |_, _| {})
+    }
+
+    /// [`import`](Self::import), calling `progress(done, total)` as projects are written.
+    pub fn import_with_progress(
+        &self,
+        snapshot: &crate::Snapshot,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<crate::ImportSummary> {
+        let now = now_ms();
+        self.store
+            .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))
+    }
+
+    /// The whole model as a [`Snapshot`](crate::Snapshot), without token secrets
+    /// (which are not stored) and without the audit log.
+    pub fn export(&self) -> Result<crate::Snapshot> {
+        self.store.read(|repo| crate::snapshot::export(repo))
+    }
+
     /// The whole audit log, filtered: for the embedding application. Workspace admins
     /// use [`Session::audit_log`].
     pub fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
@@ -858,14 +882,9 @@ impl Session<'_> {
                 Some(key) => key,
                 None => {
                     let preferred = ProjectKey::from_name(&qualified.project);
-                    let mut free = None;
-                    for candidate in preferred.candidates() {
-                        if !ctx.repo.project_key_taken(ws.id, &candidate)? {
-                            free = Some(candidate);
-                            break;
-                        }
-                    }
-                    free.expect("the candidate keys never run out")
+                    // Every candidate starts with the preferred key's first character.
+                    let taken = ctx.repo.project_keys(ws.id, &preferred.as_str()[..1])?;
+                    KeyAllocator::new(taken).allocate(&preferred)
                 }
             };
             let id = ctx.repo.insert_project(
@@ -1315,7 +1334,9 @@ impl Session<'_> {
                 });
             }
             ensure_service_account_slot(ctx.repo, &ws)?;
-            let id = ctx.repo.insert_service_account(ws.id, &sa_name, ctx.now)?;
+            let id = ctx
+                .repo
+                .insert_service_account(ws.id, &sa_name, true, ctx.now)?;
             let mut granted = 0;
             if contributor_on_all_projects {
                 for project in ctx.repo.project_ids(ws.id)? {

@@ -38,6 +38,7 @@ pub mod domain;
 mod engine;
 mod error;
 pub mod repo;
+mod snapshot;
 pub mod token;
 
 pub use audit::{AuditEvent, AuditQuery, Outcome};
@@ -53,3 +54,7 @@ pub use engine::{
     WorkspaceStatus,
 };
 pub use error::{Error, NameKind, Result, StorageError};
+pub use snapshot::{
+    ImportSummary, ProjectSnapshot, SNAPSHOT_VERSION, ServiceAccountSnapshot, Snapshot,
+    WorkspaceSnapshot,
+};

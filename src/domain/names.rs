@@ -4,6 +4,7 @@
 //! re-validates a string. Each newtype keeps the spelling to display and a folded
 //! key used for case-insensitive uniqueness.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -441,6 +442,44 @@ impl fmt::Display for ProjectKey {
     }
 }
 
+/// Hands out free project keys within one workspace: a wanted key if free, else the
+/// first free numbered variant of it ([`ProjectKey::candidates`]). Remembers where each
+/// base left off, so giving out n keys of one base costs O(n), not O(n²).
+#[derive(Debug, Default)]
+pub struct KeyAllocator {
+    taken: HashSet<String>,
+    next: HashMap<String, usize>,
+}
+
+impl KeyAllocator {
+    /// An allocator over the keys already in use.
+    pub fn new(taken: HashSet<String>) -> Self {
+        Self {
+            taken,
+            next: HashMap::new(),
+        }
+    }
+
+    /// Claims an explicitly given key; `false` if it is taken.
+    pub fn claim(&mut self, key: &ProjectKey) -> bool {
+        self.taken.insert(key.0.clone())
+    }
+
+    /// The preferred key if free, else its first free numbered variant.
+    pub fn allocate(&mut self, preferred: &ProjectKey) -> ProjectKey {
+        let start = self.next.get(&preferred.0).copied().unwrap_or(0);
+        let (i, key) = preferred
+            .candidates()
+            .enumerate()
+            .skip(start)
+            .find(|(_, k)| !self.taken.contains(&k.0))
+            .expect("the candidates are endless and the taken keys finite");
+        self.taken.insert(key.0.clone());
+        self.next.insert(preferred.0.clone(), i + 1);
+        key
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +598,17 @@ mod tests {
         for k in long.candidates().take(200) {
             assert!(k.as_str().parse::<ProjectKey>().is_ok(), "{k}");
         }
+    }
+
+    #[test]
+    fn n4_key_allocator_skips_taken_keys() {
+        let key = |s: &str| s.parse::<ProjectKey>().unwrap();
+        let mut keys = KeyAllocator::new(["CLA".to_owned(), "CLA3".to_owned()].into());
+        assert_eq!(keys.allocate(&key("CLA")).as_str(), "CLA2");
+        assert_eq!(keys.allocate(&key("CLA")).as_str(), "CLA4");
+        assert!(!keys.claim(&key("CLA4")));
+        assert!(keys.claim(&key("XYZ")));
+        assert_eq!(keys.allocate(&key("XYZ")).as_str(), "XYZ2");
     }
 
     #[test]

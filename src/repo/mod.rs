@@ -4,6 +4,8 @@
 
 pub(crate) mod sqlite;
 
+use std::collections::HashSet;
+
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 use crate::domain::names::{ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
@@ -232,11 +234,12 @@ pub trait Repository {
         ws: WorkspaceId,
         name: &ServiceAccountName,
     ) -> Result<Option<ServiceAccountRecord>>;
-    /// Inserts an active service account whose name is known to be free.
+    /// Inserts a service account whose name is known to be free.
     fn insert_service_account(
         &self,
         ws: WorkspaceId,
         name: &ServiceAccountName,
+        active: bool,
         now: i64,
     ) -> Result<ServiceAccountId>;
     /// Activates or deactivates a service account.
@@ -248,6 +251,8 @@ pub trait Repository {
 
     /// The project with this name in the workspace, case-insensitively.
     fn project(&self, ws: WorkspaceId, name: &ProjectName) -> Result<Option<ProjectRecord>>;
+    /// The keys of the workspace's projects that start with `prefix`.
+    fn project_keys(&self, ws: WorkspaceId, prefix: &str) -> Result<HashSet<String>>;
     /// Whether a project of the workspace has this key.
     fn project_key_taken(&self, ws: WorkspaceId, key: &ProjectKey) -> Result<bool>;
     /// Inserts a project whose name and key are known to be free.
@@ -258,6 +263,22 @@ pub trait Repository {
     fn set_project_visibility(&self, project: ProjectId, visibility: Visibility) -> Result<()>;
     /// Changes a project's description.
     fn set_project_description(&self, project: ProjectId, description: &str) -> Result<()>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<Username>>;
+    /// Every workspace, by name.
+    fn workspaces(&self) -> Result<Vec<WorkspaceRecord>>;
+    /// Every project of a workspace, by name.
+    fn projects(&self, ws: WorkspaceId) -> Result<Vec<ProjectRecord>>;
+    /// Every explicit user grant on the workspace's projects.
+    fn user_grants_in_workspace(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(ProjectId, Username, ProjectRole)>>;
+    /// Every explicit service account grant on the workspace's projects.
+    fn service_account_grants_in_workspace(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(ProjectId, ServiceAccountName, ProjectRole)>>;
     /// The ids of every project of a workspace.
     fn project_ids(&self, ws: WorkspaceId) -> Result<Vec<ProjectId>>;
 

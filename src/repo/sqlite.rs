@@ -271,6 +271,26 @@ impl SqliteRepo<'_> {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    fn workspace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> {
+        Ok(WorkspaceRecord {
+            id: WorkspaceId(r.get(0)?),
+            name: WorkspaceName::from_stored(r.get(1)?),
+            allow_public_projects: r.get(2)?,
+            service_account_limit: r.get(3)?,
+        })
+    }
+
+    fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
+        Ok(ProjectRecord {
+            id: ProjectId(r.get(0)?),
+            workspace_id: WorkspaceId(r.get(1)?),
+            name: ProjectName::from_stored(r.get(2)?),
+            key: ProjectKey::from_stored(r.get(3)?),
+            visibility: r.get(4)?,
+            description: r.get(5)?,
+        })
+    }
+
     fn service_account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceAccountRecord> {
         Ok(ServiceAccountRecord {
             id: ServiceAccountId(row.get(0)?),
@@ -343,14 +363,7 @@ impl Repository for SqliteRepo<'_> {
                 "SELECT id, name, allow_public_projects, service_account_limit
                  FROM workspaces WHERE name = ?1",
             )?
-            .query_row([name.as_str()], |r| {
-                Ok(WorkspaceRecord {
-                    id: WorkspaceId(r.get(0)?),
-                    name: WorkspaceName::from_stored(r.get(1)?),
-                    allow_public_projects: r.get(2)?,
-                    service_account_limit: r.get(3)?,
-                })
-            })
+            .query_row([name.as_str()], Self::workspace_row)
             .optional()?)
     }
 
@@ -476,14 +489,15 @@ impl Repository for SqliteRepo<'_> {
         &self,
         ws: WorkspaceId,
         name: &ServiceAccountName,
+        active: bool,
         now: i64,
     ) -> Result<ServiceAccountId> {
         self.conn
             .prepare_cached(
                 "INSERT INTO service_accounts (workspace_id, name, name_key, active, created_at)
-                 VALUES (?1, ?2, ?3, 1, ?4)",
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![ws.0, name.as_str(), name.key(), now])?;
+            .execute(params![ws.0, name.as_str(), name.key(), active, now])?;
         Ok(ServiceAccountId(self.conn.last_insert_rowid()))
     }
 
@@ -518,17 +532,82 @@ impl Repository for SqliteRepo<'_> {
                 "SELECT id, workspace_id, name, key, visibility, description FROM projects
                  WHERE workspace_id = ?1 AND name_key = ?2",
             )?
-            .query_row(params![ws.0, name.key()], |r| {
-                Ok(ProjectRecord {
-                    id: ProjectId(r.get(0)?),
-                    workspace_id: WorkspaceId(r.get(1)?),
-                    name: ProjectName::from_stored(r.get(2)?),
-                    key: ProjectKey::from_stored(r.get(3)?),
-                    visibility: r.get(4)?,
-                    description: r.get(5)?,
-                })
-            })
+            .query_row(params![ws.0, name.key()], Self::project_row)
             .optional()?)
+    }
+
+    fn projects(&self, ws: WorkspaceId) -> Result<Vec<ProjectRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, workspace_id, name, key, visibility, description FROM projects
+             WHERE workspace_id = ?1 ORDER BY name_key",
+        )?;
+        let rows = stmt.query_map([ws.0], Self::project_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn project_keys(&self, ws: WorkspaceId, prefix: &str) -> Result<HashSet<String>> {
+        // Keys are `A-Z 0-9` only, so the prefix needs no LIKE escaping; `>=`/`<`
+        // keeps the look-up on the (workspace_id, key) index.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key FROM projects WHERE workspace_id = ?1 AND key >= ?2 AND key < ?2 || '~'",
+        )?;
+        let rows = stmt.query_map(params![ws.0, prefix], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn users(&self) -> Result<Vec<Username>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM users ORDER BY name_key")?;
+        let rows = stmt.query_map([], |r| Ok(Username::from_stored(r.get(0)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn workspaces(&self) -> Result<Vec<WorkspaceRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, allow_public_projects, service_account_limit FROM workspaces ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], Self::workspace_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn user_grants_in_workspace(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(ProjectId, Username, ProjectRole)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT g.project_id, u.name, g.role FROM user_grants g
+             JOIN projects p ON p.id = g.project_id JOIN users u ON u.id = g.user_id
+             WHERE p.workspace_id = ?1",
+        )?;
+        let rows = stmt.query_map([ws.0], |r| {
+            Ok((
+                ProjectId(r.get(0)?),
+                Username::from_stored(r.get(1)?),
+                r.get(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn service_account_grants_in_workspace(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(ProjectId, ServiceAccountName, ProjectRole)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT g.project_id, s.name, g.role FROM service_account_grants g
+             JOIN projects p ON p.id = g.project_id
+             JOIN service_accounts s ON s.id = g.service_account_id
+             WHERE p.workspace_id = ?1",
+        )?;
+        let rows = stmt.query_map([ws.0], |r| {
+            Ok((
+                ProjectId(r.get(0)?),
+                ServiceAccountName::from_stored(r.get(1)?),
+                r.get(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn project_key_taken(&self, ws: WorkspaceId, key: &ProjectKey) -> Result<bool> {

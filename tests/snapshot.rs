@@ -1,0 +1,148 @@
+//! Bulk import and export: a round trip reproduces the model, and a bad snapshot
+//! writes nothing (E3).
+
+use turnstile::{
+    Action, Engine, Error, ProjectRole, ProjectSnapshot, Result, ServiceAccountSnapshot, Snapshot,
+    Visibility, WorkspaceRole, WorkspaceSnapshot,
+};
+
+fn sample() -> Snapshot {
+    let project = |name: &str, visibility| ProjectSnapshot {
+        name: name.into(),
+        key: None,
+        visibility,
+        description: String::new(),
+        members: Default::default(),
+        service_accounts: Default::default(),
+    };
+    let mut cls = project("classification", Visibility::Private);
+    cls.members.insert("bob".into(), ProjectRole::Contributor);
+    cls.service_accounts
+        .insert("cicd".into(), ProjectRole::Owner);
+    let mut cls2 = project("classifier", Visibility::Public);
+    cls2.service_accounts
+        .insert("old".into(), ProjectRole::Viewer);
+    Snapshot {
+        version: 1,
+        users: vec!["alice".into(), "bob".into(), "carol".into()],
+        workspaces: vec![WorkspaceSnapshot {
+            name: "ml-team".into(),
+            allow_public_projects: true,
+            service_account_limit: 5,
+            members: [
+                ("alice".to_owned(), WorkspaceRole::Admin),
+                ("bob".to_owned(), WorkspaceRole::Member),
+            ]
+            .into(),
+            service_accounts: vec![
+                ServiceAccountSnapshot {
+                    name: "cicd".into(),
+                    active: true,
+                },
+                ServiceAccountSnapshot {
+                    name: "old".into(),
+                    active: false,
+                },
+            ],
+            projects: vec![cls, cls2, project("shared", Visibility::Workspace)],
+        }],
+    }
+}
+
+#[test]
+fn import_then_export_round_trips() -> Result<()> {
+    let a = Engine::open_in_memory()?;
+    let summary = a.import(&sample())?;
+    assert_eq!((summary.users, summary.projects, summary.grants), (3, 3, 3));
+    let exported = a.export()?;
+    let keys: Vec<_> = exported.workspaces[0]
+        .projects
+        .iter()
+        .map(|p| p.key.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        ["CLA", "CLA2", "SHA"],
+        "N4: generated keys are unique"
+    );
+
+    let b = Engine::open_in_memory()?;
+    b.import(&exported)?;
+    assert_eq!(b.export()?, exported);
+    for who in ["alice", "bob", "carol", "cicd@ml-team", "old@ml-team"] {
+        let p = who.parse()?;
+        for project in [
+            "ml-team/classification",
+            "ml-team/classifier",
+            "ml-team/shared",
+        ] {
+            assert_eq!(
+                a.explain(&p, project)?,
+                b.explain(&p, project)?,
+                "{who} {project}"
+            );
+        }
+    }
+    assert!(b.check(&"bob".parse()?, "ml-team/classification", Action::Edit)?);
+    assert!(
+        !b.check(&"old@ml-team".parse()?, "ml-team/classifier", Action::View)?,
+        "R6"
+    );
+    Ok(())
+}
+
+#[test]
+fn e3_a_bad_snapshot_writes_nothing() -> Result<()> {
+    let engine = Engine::open_in_memory()?;
+    let cases: Vec<(Snapshot, fn(&Error) -> bool)> = vec![
+        {
+            let mut s = sample();
+            s.workspaces[0].projects[0]
+                .members
+                .insert("carol".into(), ProjectRole::Viewer);
+            (s, |e| matches!(e, Error::UserNotInWorkspace { .. }))
+        },
+        {
+            let mut s = sample();
+            s.workspaces[0].allow_public_projects = false;
+            (s, |e| matches!(e, Error::VisibilityRestricted { .. }))
+        },
+        {
+            let mut s = sample();
+            s.workspaces[0]
+                .members
+                .insert("alice".into(), WorkspaceRole::Member);
+            (s, |e| matches!(e, Error::LastAdmin { .. }))
+        },
+        {
+            let mut s = sample();
+            s.workspaces[0].service_account_limit = 0;
+            (s, |e| matches!(e, Error::ServiceAccountLimitReached { .. }))
+        },
+        {
+            let mut s = sample();
+            s.workspaces[0].projects[2].name = "CLASSIFICATION".into();
+            (s, |e| matches!(e, Error::ProjectAlreadyExists { .. }))
+        },
+        {
+            let mut s = sample();
+            s.workspaces[0].projects[0].name = "a/b".into();
+            (s, |e| matches!(e, Error::InvalidName { .. }))
+        },
+    ];
+    for (snapshot, expected) in cases {
+        let err = engine.import(&snapshot).unwrap_err();
+        assert!(expected(&err), "{err}");
+        assert_eq!(
+            engine.export()?,
+            Snapshot::default(),
+            "nothing written after {err}"
+        );
+    }
+    engine.import(&sample())?;
+    assert!(matches!(
+        engine.import(&sample()),
+        Err(Error::WorkspaceAlreadyExists { .. })
+    ));
+    Ok(())
+}
