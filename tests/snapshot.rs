@@ -94,7 +94,8 @@ fn import_then_export_round_trips() -> Result<()> {
 #[test]
 fn e3_a_bad_snapshot_writes_nothing() -> Result<()> {
     let engine = Engine::open_in_memory()?;
-    let cases: Vec<(Snapshot, fn(&Error) -> bool)> = vec![
+    type Expected = fn(&Error) -> bool;
+    let cases: Vec<(Snapshot, Expected)> = vec![
         {
             let mut s = sample();
             s.workspaces[0].projects[0]
