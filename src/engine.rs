@@ -137,6 +137,15 @@ impl From<TokenRecord> for TokenInfo {
     }
 }
 
+/// A page of [`Session::list_projects_page`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectPage {
+    /// Qualified project names, in list order.
+    pub projects: Vec<String>,
+    /// The cursor of the next page, `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Options of [`Session::create_project`].
 #[derive(Debug, Clone, Default)]
 pub struct ProjectOptions {
@@ -827,6 +836,73 @@ impl Session<'_> {
                 .filter(|r| effective_access(r.visibility, r.standing).is_some())
                 .map(|r| r.qualified_name)
                 .collect())
+        })
+    }
+
+    /// One page of [`list_projects`](Self::list_projects): up to `limit` (1 to 10,000)
+    /// names strictly after `after` (a qualified name from a previous page's `next`, or
+    /// `None` for the first page), in the same order. Never truncates silently: `next`
+    /// is set whenever more projects follow.
+    ///
+    /// ```
+    /// # use turnstile::Engine;
+    /// # let engine = Engine::open_in_memory()?;
+    /// # engine.create_user("alice")?;
+    /// # engine.create_workspace("ml-team", "alice")?;
+    /// let alice = engine.session_for(&"alice".parse()?)?;
+    /// for name in ["ml-team/a-1", "ml-team/b-2", "ml-team/c-3"] {
+    ///     alice.create_project(name, Default::default())?;
+    /// }
+    /// let first = alice.list_projects_page(None, 2)?;
+    /// assert_eq!(first.projects, ["ml-team/a-1", "ml-team/b-2"]);
+    /// let rest = alice.list_projects_page(first.next.as_deref(), 2)?;
+    /// assert_eq!(rest.projects, ["ml-team/c-3"]);
+    /// assert_eq!(rest.next, None);
+    /// # Ok::<(), turnstile::Error>(())
+    /// ```
+    pub fn list_projects_page(&self, after: Option<&str>, limit: usize) -> Result<ProjectPage> {
+        let limit = limit.clamp(1, 10_000);
+        let cursor = after.map(str::parse::<QualifiedProjectName>).transpose()?;
+        let mut ws = cursor
+            .as_ref()
+            .map(|c| c.workspace.to_string())
+            .unwrap_or_default();
+        let mut key = cursor
+            .as_ref()
+            .map(|c| c.project.key().to_owned())
+            .unwrap_or_default();
+        self.query(|ctx| {
+            let mut projects = Vec::with_capacity(limit);
+            loop {
+                // One more than needed, to know whether a next page exists.
+                let want = limit + 1 - projects.len();
+                let rows = ctx.repo.project_page(ctx.actor, (&ws, &key), want)?;
+                let exhausted = rows.len() < want;
+                if let Some(last) = rows.last() {
+                    let (w, _) = last
+                        .qualified_name
+                        .split_once('/')
+                        .expect("a qualified name has a slash");
+                    ws = w.to_owned();
+                    key.clone_from(&last.name_key);
+                }
+                projects.extend(
+                    rows.into_iter()
+                        .filter(|r| effective_access(r.visibility, r.standing).is_some())
+                        .map(|r| r.qualified_name),
+                );
+                if projects.len() > limit {
+                    projects.truncate(limit);
+                    let next = projects.last().cloned();
+                    return Ok(ProjectPage { projects, next });
+                }
+                if exhausted {
+                    return Ok(ProjectPage {
+                        projects,
+                        next: None,
+                    });
+                }
+            }
         })
     }
 

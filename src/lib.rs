@@ -50,8 +50,8 @@ pub use domain::names::{
 pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 pub use engine::{
-    Engine, IssuedToken, ProjectOptions, ServiceAccountInfo, Session, TokenInfo, WorkspaceSettings,
-    WorkspaceStatus,
+    Engine, IssuedToken, ProjectOptions, ProjectPage, ServiceAccountInfo, Session, TokenInfo,
+    WorkspaceSettings, WorkspaceStatus,
 };
 pub use error::{Error, NameKind, Result, StorageError};
 pub use snapshot::{

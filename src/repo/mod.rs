@@ -154,6 +154,9 @@ pub struct ProjectFacts {
 pub struct ProjectListRow {
     /// `workspace/project`.
     pub qualified_name: String,
+    /// The project's case-folded name: with the workspace, the position of the row in
+    /// list order, used as a page cursor.
+    pub name_key: String,
     /// The project's visibility.
     pub visibility: Visibility,
     /// The principal's standing on it.
@@ -327,6 +330,15 @@ pub trait Repository {
     /// Every project the principal might see, ordered by workspace and project name,
     /// with the facts to decide: a superset the domain rules then filter.
     fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>>;
+    /// Up to `limit` projects the principal might see, strictly after the cursor
+    /// `(workspace, project name key)` in list order: a superset the domain rules then
+    /// filter. Walks the name index, so a first page costs the same at any scale.
+    fn project_page(
+        &self,
+        principal: &Principal,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<ProjectListRow>>;
 
     /// Stores a token by its digest.
     fn insert_token(

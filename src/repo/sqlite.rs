@@ -326,6 +326,35 @@ impl SqliteRepo<'_> {
     }
 }
 
+/// A list row of `SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role`.
+fn user_list_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectListRow> {
+    let (w, p): (String, String) = (r.get(0)?, r.get(1)?);
+    Ok(ProjectListRow {
+        qualified_name: format!("{w}/{p}"),
+        name_key: r.get(2)?,
+        visibility: r.get(3)?,
+        standing: Standing::User {
+            workspace_role: r.get(4)?,
+            grant: r.get(5)?,
+        },
+    })
+}
+
+/// A list row of `SELECT w.name, p.name, p.name_key, p.visibility, active, in_workspace, g.role`.
+fn sa_list_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectListRow> {
+    let (w, p): (String, String) = (r.get(0)?, r.get(1)?);
+    Ok(ProjectListRow {
+        qualified_name: format!("{w}/{p}"),
+        name_key: r.get(2)?,
+        visibility: r.get(3)?,
+        standing: Standing::ServiceAccount {
+            active: r.get(4)?,
+            in_workspace: r.get(5)?,
+            grant: r.get(6)?,
+        },
+    })
+}
+
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.service_account_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
 
 fn owner_params(owner: TokenOwner) -> (Option<i64>, Option<i64>) {
@@ -858,7 +887,6 @@ impl Repository for SqliteRepo<'_> {
     }
 
     fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>> {
-        let qualified = |w: String, p: String| format!("{w}/{p}");
         match principal {
             Principal::User(user) => {
                 let mut stmt = self.conn.prepare_cached(
@@ -871,7 +899,7 @@ impl Repository for SqliteRepo<'_> {
                         SELECT project_id FROM user_grants WHERE user_id = (SELECT id FROM me)
                         UNION
                         SELECT id FROM projects WHERE visibility = 2)
-                     SELECT w.name, p.name, p.visibility, m.role, g.role
+                     SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role
                      FROM candidates c
                      JOIN projects p ON p.id = c.id
                      JOIN workspaces w ON w.id = p.workspace_id
@@ -880,16 +908,7 @@ impl Repository for SqliteRepo<'_> {
                      LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = (SELECT id FROM me)
                      ORDER BY w.name, p.name_key",
                 )?;
-                let rows = stmt.query_map([user.key()], |r| {
-                    Ok(ProjectListRow {
-                        qualified_name: qualified(r.get(0)?, r.get(1)?),
-                        visibility: r.get(2)?,
-                        standing: Standing::User {
-                            workspace_role: r.get(3)?,
-                            grant: r.get(4)?,
-                        },
-                    })
-                })?;
+                let rows = stmt.query_map([user.key()], user_list_row)?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             }
             Principal::ServiceAccount(sa) => {
@@ -903,7 +922,7 @@ impl Repository for SqliteRepo<'_> {
                         WHERE service_account_id = (SELECT id FROM me)
                         UNION
                         SELECT id FROM projects WHERE visibility = 2)
-                     SELECT w.name, p.name, p.visibility, (SELECT active FROM me),
+                     SELECT w.name, p.name, p.name_key, p.visibility, (SELECT active FROM me),
                             p.workspace_id = (SELECT workspace_id FROM me), g.role
                      FROM candidates c
                      JOIN projects p ON p.id = c.id
@@ -913,17 +932,70 @@ impl Repository for SqliteRepo<'_> {
                      WHERE EXISTS (SELECT 1 FROM me)
                      ORDER BY w.name, p.name_key",
                 )?;
-                let rows = stmt.query_map(params![sa.workspace.as_str(), sa.name.key()], |r| {
-                    Ok(ProjectListRow {
-                        qualified_name: qualified(r.get(0)?, r.get(1)?),
-                        visibility: r.get(2)?,
-                        standing: Standing::ServiceAccount {
-                            active: r.get(3)?,
-                            in_workspace: r.get(4)?,
-                            grant: r.get(5)?,
-                        },
-                    })
-                })?;
+                let rows =
+                    stmt.query_map(params![sa.workspace.as_str(), sa.name.key()], sa_list_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+        }
+    }
+
+    fn project_page(
+        &self,
+        principal: &Principal,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<ProjectListRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match principal {
+            Principal::User(user) => {
+                // Walks workspaces by name and each one's projects by the
+                // (workspace_id, name_key) index, stopping at the limit: no sort.
+                let mut stmt = self.conn.prepare_cached(
+                    "WITH me(id) AS (SELECT id FROM users WHERE name_key = ?1)
+                     SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role
+                     FROM workspaces w
+                     JOIN projects p ON p.workspace_id = w.id
+                     LEFT JOIN workspace_members m
+                            ON m.workspace_id = w.id AND m.user_id = (SELECT id FROM me)
+                     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = (SELECT id FROM me)
+                     WHERE (w.name > ?2 OR (w.name = ?2 AND p.name_key > ?3))
+                       AND (m.role IS NOT NULL OR p.visibility = 2)
+                       AND (m.role = 2 OR p.visibility <> 0 OR g.role IS NOT NULL)
+                     ORDER BY w.name, p.name_key
+                     LIMIT ?4",
+                )?;
+                let rows =
+                    stmt.query_map(params![user.key(), after.0, after.1, limit], user_list_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+            Principal::ServiceAccount(sa) => {
+                let mut stmt = self.conn.prepare_cached(
+                    "WITH me(id, workspace_id, active) AS (
+                        SELECT s.id, s.workspace_id, s.active FROM service_accounts s
+                        JOIN workspaces w ON w.id = s.workspace_id
+                        WHERE w.name = ?1 AND s.name_key = ?2)
+                     SELECT w.name, p.name, p.name_key, p.visibility, (SELECT active FROM me),
+                            p.workspace_id = (SELECT workspace_id FROM me), g.role
+                     FROM workspaces w
+                     JOIN projects p ON p.workspace_id = w.id
+                     LEFT JOIN service_account_grants g
+                            ON g.project_id = p.id AND g.service_account_id = (SELECT id FROM me)
+                     WHERE EXISTS (SELECT 1 FROM me)
+                       AND (w.name > ?3 OR (w.name = ?3 AND p.name_key > ?4))
+                       AND (g.role IS NOT NULL OR p.visibility = 2)
+                     ORDER BY w.name, p.name_key
+                     LIMIT ?5",
+                )?;
+                let rows = stmt.query_map(
+                    params![
+                        sa.workspace.as_str(),
+                        sa.name.key(),
+                        after.0,
+                        after.1,
+                        limit
+                    ],
+                    sa_list_row,
+                )?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             }
         }
