@@ -401,12 +401,18 @@ impl ProjectKey {
     /// The key itself, then `KEY2`, `KEY3`, … (shortened to stay within 10
     /// characters): the keys tried, in order, when a generated key collides.
     pub fn candidates(&self) -> impl Iterator<Item = ProjectKey> + '_ {
-        std::iter::once(self.clone()).chain((2u32..).map(move |n| {
-            let suffix = n.to_string();
-            let mut base = self.0.clone();
-            base.truncate(10 - suffix.len().min(9));
-            Self(base + &suffix)
-        }))
+        (0..).map(|n| self.candidate(n))
+    }
+
+    /// The `n`th of [`candidates`](Self::candidates), computed directly.
+    pub fn candidate(&self, n: usize) -> ProjectKey {
+        if n == 0 {
+            return self.clone();
+        }
+        let suffix = (n + 1).to_string();
+        let mut base = self.0.clone();
+        base.truncate(10 - suffix.len().min(9));
+        Self(base + &suffix)
     }
 }
 
@@ -467,16 +473,15 @@ impl KeyAllocator {
 
     /// The preferred key if free, else its first free numbered variant.
     pub fn allocate(&mut self, preferred: &ProjectKey) -> ProjectKey {
-        let start = self.next.get(&preferred.0).copied().unwrap_or(0);
-        let (i, key) = preferred
-            .candidates()
-            .enumerate()
-            .skip(start)
-            .find(|(_, k)| !self.taken.contains(&k.0))
-            .expect("the candidates are endless and the taken keys finite");
-        self.taken.insert(key.0.clone());
-        self.next.insert(preferred.0.clone(), i + 1);
-        key
+        let mut n = self.next.get(&preferred.0).copied().unwrap_or(0);
+        loop {
+            let key = preferred.candidate(n);
+            n += 1;
+            if self.taken.insert(key.0.clone()) {
+                self.next.insert(preferred.0.clone(), n);
+                return key;
+            }
+        }
     }
 }
 

@@ -1,0 +1,132 @@
+//! The standard workload of `shared/WORKLOAD.md`, generated deterministically from
+//! seed 42: one workspace `bench` with 1,000 users (10 admins), 50 service accounts (45
+//! active), P projects (60 % private, 35 % workspace, 5 % public), 5 user grants per
+//! project, 20 grants per service account, and 200,000 random checks.
+
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use turnstile::{
+    Action, Principal, ProjectRole, ProjectSnapshot, ServiceAccountSnapshot, Snapshot, Visibility,
+    WorkspaceRole, WorkspaceSnapshot,
+};
+
+pub const USERS: usize = 1_000;
+pub const ADMINS: usize = 10;
+pub const SERVICE_ACCOUNTS: usize = 50;
+pub const ACTIVE_SERVICE_ACCOUNTS: usize = 45;
+pub const QUERIES: usize = 200_000;
+
+pub fn user(i: usize) -> String {
+    format!("u{i:04}")
+}
+
+pub fn service_account(i: usize) -> String {
+    format!("sa{i:02}")
+}
+
+pub fn project(i: usize) -> String {
+    format!("p{i:06}")
+}
+
+/// One check of the query mix.
+pub struct Query {
+    pub principal: Principal,
+    pub project: String,
+    pub action: Action,
+}
+
+pub struct Workload {
+    pub snapshot: Snapshot,
+    pub queries: Vec<Query>,
+}
+
+pub fn generate(projects: usize) -> Workload {
+    let mut rng = StdRng::seed_from_u64(42);
+    let members: Vec<String> = (ADMINS..USERS).map(user).collect();
+    let mut ws = WorkspaceSnapshot {
+        name: "bench".into(),
+        allow_public_projects: true,
+        service_account_limit: 50,
+        members: (0..USERS)
+            .map(|i| {
+                let role = if i < ADMINS {
+                    WorkspaceRole::Admin
+                } else {
+                    WorkspaceRole::Member
+                };
+                (user(i), role)
+            })
+            .collect(),
+        service_accounts: (0..SERVICE_ACCOUNTS)
+            .map(|i| ServiceAccountSnapshot {
+                name: service_account(i),
+                active: i < ACTIVE_SERVICE_ACCOUNTS,
+            })
+            .collect(),
+        projects: Vec::with_capacity(projects),
+    };
+    for i in 0..projects {
+        let roll: f64 = rng.random();
+        let visibility = if roll < 0.60 {
+            Visibility::Private
+        } else if roll < 0.95 {
+            Visibility::Workspace
+        } else {
+            Visibility::Public
+        };
+        let roles = [
+            ProjectRole::Owner,
+            ProjectRole::Contributor,
+            ProjectRole::Contributor,
+            ProjectRole::Contributor,
+            ProjectRole::Viewer,
+        ];
+        let picked = sample(&mut rng, members.len(), roles.len());
+        ws.projects.push(ProjectSnapshot {
+            name: project(i),
+            key: None,
+            visibility,
+            description: String::new(),
+            members: picked
+                .iter()
+                .zip(roles)
+                .map(|(m, role)| (members[m].clone(), role))
+                .collect(),
+            service_accounts: Default::default(),
+        });
+    }
+    for s in 0..SERVICE_ACCOUNTS {
+        for p in sample(&mut rng, projects, 20.min(projects)).iter() {
+            let role = ProjectRole::ALL[rng.random_range(0..3)];
+            ws.projects[p]
+                .service_accounts
+                .insert(service_account(s), role);
+        }
+    }
+    let queries = (0..QUERIES)
+        .map(|_| {
+            let principal = if rng.random_bool(0.8) {
+                user(rng.random_range(0..USERS))
+            } else {
+                format!(
+                    "{}@bench",
+                    service_account(rng.random_range(0..SERVICE_ACCOUNTS))
+                )
+            };
+            Query {
+                principal: principal.parse().expect("generated names are valid"),
+                project: format!("bench/{}", project(rng.random_range(0..projects))),
+                action: Action::ALL[rng.random_range(0..4)],
+            }
+        })
+        .collect();
+    Workload {
+        snapshot: Snapshot {
+            version: 1,
+            users: (0..USERS).map(user).collect(),
+            workspaces: vec![ws],
+        },
+        queries,
+    }
+}
