@@ -465,8 +465,11 @@ impl Engine {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<crate::ImportSummary> {
         let now = now_ms();
-        self.store
-            .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))
+        let summary = self
+            .store
+            .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))?;
+        self.store.checkpoint();
+        Ok(summary)
     }
 
     /// The whole model as a [`Snapshot`](crate::Snapshot), without token secrets
