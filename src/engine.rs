@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
+use crate::cache::Cache;
 use crate::domain::access::{
     Access, Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, permits,
     workspace_permits,
@@ -25,7 +26,7 @@ use crate::domain::names::{
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{SqliteRepo, Store};
+use crate::repo::sqlite::{ChangeStamp, SqliteRepo, Store};
 use crate::repo::{
     NewProject, ProjectRecord, Repository, ServiceAccountRecord, TokenId, TokenOwner, TokenRecord,
     UserRecord, WorkspaceRecord,
@@ -63,6 +64,40 @@ fn to_time(ms: i64) -> DateTime<Utc> {
 /// ```
 pub struct Engine {
     store: Store,
+    /// `None` unless [`Options::decision_cache`] was asked for on a file database.
+    cache: Option<Caches>,
+}
+
+struct Caches {
+    facts: Cache<FactsEntry>,
+    tokens: Cache<TokenEntry>,
+}
+
+#[derive(Clone)]
+struct FactsEntry {
+    principal: Principal,
+    project: String,
+    standing: Standing,
+    visibility: Visibility,
+}
+
+#[derive(Clone)]
+struct TokenEntry {
+    digest: token::TokenDigest,
+    principal: Principal,
+    expires_at: Option<i64>,
+    /// The last use recorded in the database.
+    last_used_at: i64,
+}
+
+/// How [`Engine::open_with`] opens a database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the facts behind recent decisions and token look-ups in memory. Never
+    /// stale: before answering from memory, each call checks (two `pread`s, no lock)
+    /// that no connection of any process has committed since the entry was read
+    /// (SPEC T4). Applies to file databases; an in-memory database ignores it.
+    pub decision_cache: bool,
 }
 
 impl fmt::Debug for Engine {
@@ -203,16 +238,39 @@ impl Engine {
     /// Opens (creating if needed) the database at `path`, migrating an older schema
     /// and refusing a newer one (D1).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            store: Store::open(path.as_ref())?,
-        })
+        Self::open_with(path, Options::default())
+    }
+
+    /// [`open`](Self::open) with options.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use turnstile::{Engine, Options};
+    /// let engine = Engine::open_with(dir.path().join("acl.db"), Options { decision_cache: true })?;
+    /// # Ok::<(), turnstile::Error>(())
+    /// ```
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let store = Store::open(path.as_ref())?;
+        let cache = (options.decision_cache && store.probe().is_some()).then(|| Caches {
+            facts: Cache::new(),
+            tokens: Cache::new(),
+        });
+        Ok(Self { store, cache })
     }
 
     /// Opens a private in-memory database, for tests and examples.
     pub fn open_in_memory() -> Result<Self> {
         Ok(Self {
             store: Store::open_in_memory()?,
+            cache: None,
         })
+    }
+
+    /// The cache and the current change stamp, when the cache is on and the stamp
+    /// can be read; the stamp is taken before any look-up it will vouch for.
+    fn cached(&self) -> Option<(&Caches, ChangeStamp)> {
+        let cache = self.cache.as_ref()?;
+        Some((cache, self.store.probe()?.stamp()?))
     }
 
     /// Creates a user. Called by the embedding application, without an actor.
@@ -338,6 +396,18 @@ impl Engine {
         // T1: shape and checksum first; a bad token never reaches the database.
         let digest = token::parse(token)?;
         let now = now_ms();
+        let cached = self.cached();
+        let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
+        if let Some((cache, stamp)) = &cached
+            && let Some(hit) = cache.tokens.get(stamp, hash, |e| e.digest == digest)
+        {
+            if hit.expires_at.is_some_and(|e| e <= now) {
+                return Err(Error::InvalidToken);
+            }
+            if now - hit.last_used_at < LAST_USED_RESOLUTION_MS {
+                return Ok(hit.principal);
+            }
+        }
         let found = self
             .store
             .with_connection(|conn| SqliteRepo { conn }.token_by_digest(&digest))?;
@@ -352,11 +422,26 @@ impl Engine {
         {
             return Err(Error::InvalidToken);
         }
-        if t.last_used_at
-            .is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS)
+        match t
+            .last_used_at
+            .filter(|at| now - at < LAST_USED_RESOLUTION_MS)
         {
-            // Bookkeeping only: a failure to record the use must not refuse a valid token.
-            let _ = self.store.write(|repo| repo.touch_token(t.id, now));
+            Some(last_used_at) => {
+                if let Some((cache, stamp)) = &cached {
+                    let entry = TokenEntry {
+                        digest,
+                        principal: found.principal.clone(),
+                        expires_at: t.expires_at,
+                        last_used_at,
+                    };
+                    cache.tokens.insert(stamp, hash, entry);
+                }
+            }
+            // Bookkeeping only: a failure to record the use must not refuse a valid
+            // token. The write changes the stamp, so there is nothing to cache now.
+            None => {
+                let _ = self.store.write(|repo| repo.touch_token(t.id, now));
+            }
         }
         Ok(found.principal)
     }
@@ -428,6 +513,32 @@ impl Engine {
     }
 
     fn facts(
+        &self,
+        principal: Option<&Principal>,
+        project: &str,
+    ) -> Result<(Standing, Visibility)> {
+        let (Some(principal), Some((cache, stamp))) = (principal, self.cached()) else {
+            return self.facts_from_storage(principal, project);
+        };
+        let hash = cache.facts.hash((principal, project));
+        let hit = cache.facts.get(&stamp, hash, |e| {
+            e.principal == *principal && e.project == project
+        });
+        if let Some(hit) = hit {
+            return Ok((hit.standing, hit.visibility));
+        }
+        let (standing, visibility) = self.facts_from_storage(Some(principal), project)?;
+        let entry = FactsEntry {
+            principal: principal.clone(),
+            project: project.to_owned(),
+            standing,
+            visibility,
+        };
+        cache.facts.insert(&stamp, hash, entry);
+        Ok((standing, visibility))
+    }
+
+    fn facts_from_storage(
         &self,
         principal: Option<&Principal>,
         project: &str,

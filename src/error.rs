@@ -256,21 +256,33 @@ impl Error {
 /// The database's own error, kept opaque so that no `rusqlite` type is part of
 /// turnstile's API.
 #[derive(Debug)]
-pub struct StorageError(pub(crate) rusqlite::Error);
+pub struct StorageError(pub(crate) StorageCause);
+
+#[derive(Debug)]
+pub(crate) enum StorageCause {
+    Sqlite(rusqlite::Error),
+    Io(std::io::Error),
+}
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            rusqlite::Error::SqliteFailure(e, Some(msg)) => write!(f, "{msg} ({})", e.code_name()),
-            rusqlite::Error::SqliteFailure(e, None) => write!(f, "{e}"),
-            other => write!(f, "{other}"),
+            StorageCause::Sqlite(rusqlite::Error::SqliteFailure(e, Some(msg))) => {
+                write!(f, "{msg} ({})", e.code_name())
+            }
+            StorageCause::Sqlite(rusqlite::Error::SqliteFailure(e, None)) => write!(f, "{e}"),
+            StorageCause::Sqlite(other) => write!(f, "{other}"),
+            StorageCause::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        match &self.0 {
+            StorageCause::Sqlite(e) => Some(e),
+            StorageCause::Io(e) => Some(e),
+        }
     }
 }
 
@@ -298,6 +310,12 @@ impl CodeName for rusqlite::ffi::Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Storage(StorageError(e))
+        Self::Storage(StorageError(StorageCause::Sqlite(e)))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Storage(StorageError(StorageCause::Io(e)))
     }
 }

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod cache;
 pub mod domain;
 mod engine;
 mod error;
@@ -50,8 +51,8 @@ pub use domain::names::{
 pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 pub use engine::{
-    Engine, IssuedToken, ProjectOptions, ProjectPage, ServiceAccountInfo, Session, TokenInfo,
-    WorkspaceSettings, WorkspaceStatus,
+    Engine, IssuedToken, Options, ProjectOptions, ProjectPage, ServiceAccountInfo, Session,
+    TokenInfo, WorkspaceSettings, WorkspaceStatus,
 };
 pub use error::{Error, NameKind, Result, StorageError};
 pub use snapshot::{

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use turnstile::{Engine, IssuedToken, Principal, ProjectRole};
+use turnstile::{Engine, IssuedToken, Options, Principal, ProjectRole};
 
 use workload::{Workload, generate};
 
@@ -52,6 +52,8 @@ fn resident_bytes() -> u64 {
 struct Loaded {
     _dir: tempfile::TempDir,
     engine: Engine,
+    /// A second engine on the same file, with the never-stale decision cache.
+    cached: Engine,
     workload: Workload,
     tokens: Vec<Option<IssuedToken>>,
 }
@@ -96,9 +98,17 @@ fn load(projects: usize) -> Loaded {
         let full = format!("{}@bench", workload::service_account(i));
         tokens.push(admin.issue_service_account_token(&full).ok());
     }
+    let cached = Engine::open_with(
+        &path,
+        Options {
+            decision_cache: true,
+        },
+    )
+    .expect("open");
     Loaded {
         _dir: dir,
         engine,
+        cached,
         workload,
         tokens,
     }
@@ -121,6 +131,7 @@ fn benches(c: &mut Criterion) {
         let loaded = load(projects);
         let Loaded {
             engine,
+            cached,
             workload,
             tokens,
             ..
@@ -140,6 +151,17 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let q = pick();
                 engine.check(&q.principal, &q.project, q.action)
+            })
+        });
+
+        // Warm: every query of the mix has been answered once before measuring.
+        for q in queries {
+            let _ = cached.check(&q.principal, &q.project, q.action);
+        }
+        group.bench_function("check, cached", |b| {
+            b.iter(|| {
+                let q = pick();
+                cached.check(&q.principal, &q.project, q.action)
             })
         });
 

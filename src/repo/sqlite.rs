@@ -6,6 +6,7 @@
 //! writer (WAL). An in-memory database has a single connection for both.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,6 +36,58 @@ pub(crate) struct Store {
     writer: Mutex<Connection>,
     /// `None` for an in-memory database, whose reads use the writer.
     readers: Option<ReaderPool>,
+    /// `None` for an in-memory database.
+    probe: Option<ChangeProbe>,
+}
+
+/// A value that changes whenever any connection of any process commits to the
+/// database: see [`ChangeProbe`].
+pub(crate) type ChangeStamp = [u8; 52];
+
+/// Tells, with two `pread`s and no lock, whether anything was committed to the
+/// database since a [`ChangeStamp`] was taken: the basis of the never-stale cache (T4).
+///
+/// In WAL mode every commit rewrites the WAL-index header at the start of the `-shm`
+/// file (SQLite's documented "WAL-index format": 48 bytes written twice, the first copy
+/// last, holding `iChange`, a counter incremented by every transaction, and `mxFrame`).
+/// A stamp is both copies compared equal, followed by the database header's file change
+/// counter (offset 24), which every commit in rollback-journal mode increments, so that
+/// a foreign tool switching the file out of WAL mode cannot make the cache stale either.
+/// Unequal copies (a header being written) yield no stamp, and the caller goes to SQL.
+pub(crate) struct ChangeProbe {
+    db: std::fs::File,
+    shm_path: PathBuf,
+    shm: std::sync::OnceLock<Option<std::fs::File>>,
+}
+
+impl ChangeProbe {
+    fn open(path: &Path) -> Result<Self> {
+        let mut shm_path = path.as_os_str().to_owned();
+        shm_path.push("-shm");
+        Ok(Self {
+            db: std::fs::File::open(path)?,
+            shm_path: shm_path.into(),
+            shm: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The current stamp, or `None` if it cannot be read consistently right now.
+    pub(crate) fn stamp(&self) -> Option<ChangeStamp> {
+        use std::os::unix::fs::FileExt;
+        let shm = self
+            .shm
+            .get_or_init(|| std::fs::File::open(&self.shm_path).ok())
+            .as_ref()?;
+        let mut header = [0u8; 96];
+        shm.read_exact_at(&mut header, 0).ok()?;
+        if header[..48] != header[48..] {
+            return None;
+        }
+        let mut stamp = [0u8; 52];
+        stamp[..48].copy_from_slice(&header[..48]);
+        self.db.read_exact_at(&mut stamp[48..], 24).ok()?;
+        Some(stamp)
+    }
 }
 
 struct ReaderPool {
@@ -61,11 +114,10 @@ impl Store {
         refuse_newer(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Storage(crate::error::StorageError(
-                rusqlite::Error::InvalidParameterName(format!(
-                    "the database refused WAL mode (journal mode `{mode}`)"
-                )),
-            )));
+            return Err(std::io::Error::other(format!(
+                "the database refused WAL mode (journal mode `{mode}`)"
+            ))
+            .into());
         }
         configure(&conn)?;
         migrate(&conn)?;
@@ -75,7 +127,13 @@ impl Store {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
             }),
+            probe: Some(ChangeProbe::open(path)?),
         })
+    }
+
+    /// The change probe of a file database.
+    pub(crate) fn probe(&self) -> Option<&ChangeProbe> {
+        self.probe.as_ref()
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
@@ -85,6 +143,7 @@ impl Store {
         Ok(Self {
             writer: Mutex::new(conn),
             readers: None,
+            probe: None,
         })
     }
 

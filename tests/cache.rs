@@ -1,0 +1,246 @@
+//! The never-stale decision cache (SPEC T4): a cached engine answers exactly as SQL
+//! would, whoever commits, in this process or another.
+
+use std::path::Path;
+use std::process::Command;
+
+use turnstile::{
+    Action, Engine, Error, Options, Principal, ProjectOptions, ProjectRole, Result, Visibility,
+};
+
+const PRINCIPALS: [&str; 5] = ["admin", "bob", "carol", "cicd@ml-team", "ops@ml-team"];
+const PROJECTS: [&str; 3] = ["ml-team/cls", "ml-team/seg", "ml-team/pub"];
+
+fn cached(path: &Path) -> Result<Engine> {
+    Engine::open_with(
+        path,
+        Options {
+            decision_cache: true,
+        },
+    )
+}
+
+fn world(engine: &Engine) -> Result<()> {
+    for u in ["admin", "bob", "carol"] {
+        engine.create_user(u)?;
+    }
+    engine.create_workspace("ml-team", "admin")?;
+    let admin = engine.session_for(&"admin".parse()?)?;
+    admin.set_workspace_settings(
+        "ml-team",
+        turnstile::WorkspaceSettings {
+            allow_public_projects: Some(true),
+            ..Default::default()
+        },
+    )?;
+    admin.invite_to_workspace("ml-team", "bob", "member".parse()?, false)?;
+    for p in PROJECTS {
+        admin.create_project(p, ProjectOptions::default())?;
+    }
+    admin.create_service_account("ml-team", "cicd", false)?;
+    admin.create_service_account("ml-team", "ops", false)?;
+    Ok(())
+}
+
+/// Every decision of `cached` equals the uncached engine's, every error included.
+fn assert_agree(cached: &Engine, plain: &Engine, step: &str) -> Result<()> {
+    for who in PRINCIPALS {
+        let p: Principal = who.parse()?;
+        for project in PROJECTS {
+            for action in Action::ALL {
+                // Twice: the first may fill the cache, the second must hit it.
+                for _ in 0..2 {
+                    let a = cached.check(&p, project, action).map_err(|e| e.to_string());
+                    let b = plain.check(&p, project, action).map_err(|e| e.to_string());
+                    assert_eq!(a, b, "after {step}: {who} {action} {project}");
+                }
+            }
+            let a = cached.explain(&p, project).map_err(|e| e.to_string());
+            let b = plain.explain(&p, project).map_err(|e| e.to_string());
+            assert_eq!(a, b, "after {step}: explain {who} {project}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn t4_cached_checks_follow_every_commit_of_another_engine() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("c.db");
+    let writer = Engine::open(&path)?;
+    world(&writer)?;
+    let reader = cached(&path)?;
+    let plain = Engine::open(&path)?;
+    let admin = writer.session_for(&"admin".parse()?)?;
+    assert_agree(&reader, &plain, "setup")?;
+
+    type Step<'a> = Box<dyn Fn() -> Result<()> + 'a>;
+    let steps: Vec<(&str, Step)> = vec![
+        (
+            "grant bob",
+            Box::new(|| admin.add_project_member("ml-team/cls", "bob", ProjectRole::Viewer)),
+        ),
+        (
+            "raise bob",
+            Box::new(|| admin.set_project_member_role("ml-team/cls", "bob", ProjectRole::Owner)),
+        ),
+        (
+            "grant cicd",
+            Box::new(|| {
+                admin.add_project_service_account(
+                    "ml-team/seg",
+                    "cicd@ml-team",
+                    ProjectRole::Contributor,
+                )
+            }),
+        ),
+        (
+            "workspace visibility",
+            Box::new(|| admin.set_project_visibility("ml-team/seg", Visibility::Workspace)),
+        ),
+        (
+            "public",
+            Box::new(|| admin.set_project_visibility("ml-team/pub", Visibility::Public)),
+        ),
+        (
+            "invite carol",
+            Box::new(|| admin.invite_to_workspace("ml-team", "carol", "admin".parse()?, false)),
+        ),
+        (
+            "deactivate cicd",
+            Box::new(|| admin.deactivate_service_account("cicd@ml-team")),
+        ),
+        (
+            "reactivate cicd",
+            Box::new(|| admin.reactivate_service_account("cicd@ml-team").map(drop)),
+        ),
+        (
+            "remove bob",
+            Box::new(|| admin.remove_workspace_member("ml-team", "bob")),
+        ),
+        (
+            "delete seg",
+            Box::new(|| admin.delete_project("ml-team/seg")),
+        ),
+        (
+            "recreate seg",
+            Box::new(|| {
+                admin
+                    .create_project("ml-team/seg", ProjectOptions::default())
+                    .map(drop)
+            }),
+        ),
+    ];
+    for (name, step) in steps {
+        step()?;
+        assert_agree(&reader, &plain, name)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn t4_cached_engine_sees_its_own_writes() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let engine = cached(&dir.path().join("c.db"))?;
+    world(&engine)?;
+    let bob: Principal = "bob".parse()?;
+    assert!(!engine.check(&bob, "ml-team/cls", Action::View)?);
+    assert!(!engine.check(&bob, "ml-team/cls", Action::View)?);
+    let admin = engine.session_for(&"admin".parse()?)?;
+    admin.add_project_member("ml-team/cls", "bob", ProjectRole::Viewer)?;
+    assert!(engine.check(&bob, "ml-team/cls", Action::View)?);
+    admin.remove_project_member("ml-team/cls", "bob")?;
+    assert!(!engine.check(&bob, "ml-team/cls", Action::View)?);
+    Ok(())
+}
+
+#[test]
+fn t4_cached_tokens_stop_working_at_once() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("c.db");
+    let writer = Engine::open(&path)?;
+    world(&writer)?;
+    let reader = cached(&path)?;
+    let admin = writer.session_for(&"admin".parse()?)?;
+    admin.add_project_service_account("ml-team/cls", "cicd@ml-team", ProjectRole::Contributor)?;
+    let bob = writer.issue_user_token("bob", "laptop", None)?;
+    let sa = admin.issue_service_account_token("cicd@ml-team")?;
+    for _ in 0..3 {
+        assert!(reader.authenticate(bob.secret()).is_ok());
+        assert!(reader.authorize(sa.secret(), "ml-team/cls", Action::Edit)?);
+    }
+    writer.authenticate(bob.secret())?.revoke_token(bob.id.0)?;
+    assert!(matches!(
+        reader.authenticate(bob.secret()),
+        Err(Error::InvalidToken)
+    ));
+    let rotated = admin.issue_service_account_token("cicd@ml-team")?;
+    assert!(matches!(
+        reader.authorize(sa.secret(), "ml-team/cls", Action::Edit),
+        Err(Error::InvalidToken)
+    ));
+    assert!(reader.authorize(rotated.secret(), "ml-team/cls", Action::Edit)?);
+    admin.deactivate_service_account("cicd@ml-team")?;
+    assert!(matches!(
+        reader.authenticate(rotated.secret()),
+        Err(Error::InvalidToken)
+    ));
+    Ok(())
+}
+
+/// The child half of the cross-process test: applies one change named by
+/// `TURNSTILE_CHILD_CHANGE` to the database `TURNSTILE_CHILD_DB`.
+#[test]
+fn child_process_changes() -> Result<()> {
+    let (Ok(db), Ok(change)) = (
+        std::env::var("TURNSTILE_CHILD_DB"),
+        std::env::var("TURNSTILE_CHILD_CHANGE"),
+    ) else {
+        return Ok(());
+    };
+    let engine = Engine::open(db)?;
+    let admin = engine.session_for(&"admin".parse()?)?;
+    match change.as_str() {
+        "grant" => {
+            admin.add_project_service_account("ml-team/cls", "cicd@ml-team", ProjectRole::Owner)?
+        }
+        "deactivate" => admin.deactivate_service_account("cicd@ml-team")?,
+        other => panic!("unknown change {other}"),
+    }
+    Ok(())
+}
+
+fn change_in_child(db: &Path, change: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let status = Command::new(exe)
+        .args(["--exact", "child_process_changes", "--test-threads=1"])
+        .env("TURNSTILE_CHILD_DB", db)
+        .env("TURNSTILE_CHILD_CHANGE", change)
+        .status()
+        .expect("spawn the child process");
+    assert!(status.success(), "child failed to apply {change}");
+}
+
+#[test]
+fn t4_cached_checks_follow_commits_of_another_process() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("c.db");
+    let engine = cached(&path)?;
+    world(&engine)?;
+    let cicd: Principal = "cicd@ml-team".parse()?;
+    for _ in 0..3 {
+        assert!(!engine.check(&cicd, "ml-team/cls", Action::Manage)?);
+    }
+    change_in_child(&path, "grant");
+    assert!(
+        engine.check(&cicd, "ml-team/cls", Action::Manage)?,
+        "the grant is seen at once"
+    );
+    assert!(engine.check(&cicd, "ml-team/cls", Action::Manage)?);
+    change_in_child(&path, "deactivate");
+    assert!(
+        !engine.check(&cicd, "ml-team/cls", Action::View)?,
+        "R6 at once"
+    );
+    Ok(())
+}
