@@ -16,7 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let projects: usize = args.next().map_or(Ok(10_000), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
-    let path = args.next().map_or_else(|| dir.path().join("workload.db"), Into::into);
+    let path = args
+        .next()
+        .map_or_else(|| dir.path().join("workload.db"), Into::into);
     if path.exists() {
         return Err(format!("{} exists; give a new path", path.display()).into());
     }

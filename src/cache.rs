@@ -30,7 +30,7 @@ struct Shard<V> {
     entries: HashMap<u64, V>,
 }
 
-impl<V: Clone> Cache<V> {
+impl<V> Cache<V> {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS)
@@ -62,15 +62,16 @@ impl<V: Clone> Cache<V> {
         shard
     }
 
-    /// The entry for `hash` if it was read under `stamp` and `matches` its full key.
-    pub(crate) fn get(
+    /// `read` of the entry for `hash`, if the entry was read under `stamp`; `read`
+    /// returns `None` when the entry's full key is not the one looked for.
+    pub(crate) fn get<R>(
         &self,
         stamp: &ChangeStamp,
         hash: u64,
-        matches: impl FnOnce(&V) -> bool,
-    ) -> Option<V> {
+        read: impl FnOnce(&V) -> Option<R>,
+    ) -> Option<R> {
         let shard = self.shard(hash, stamp);
-        shard.entries.get(&hash).filter(|v| matches(v)).cloned()
+        shard.entries.get(&hash).and_then(read)
     }
 
     /// Stores an entry read under `stamp` (the stamp taken before the read).

@@ -73,7 +73,6 @@ struct Caches {
     tokens: Cache<TokenEntry>,
 }
 
-#[derive(Clone)]
 struct FactsEntry {
     principal: Principal,
     project: String,
@@ -81,7 +80,6 @@ struct FactsEntry {
     visibility: Visibility,
 }
 
-#[derive(Clone)]
 struct TokenEntry {
     digest: token::TokenDigest,
     principal: Principal,
@@ -399,14 +397,17 @@ impl Engine {
         let cached = self.cached();
         let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
         if let Some((cache, stamp)) = &cached
-            && let Some(hit) = cache.tokens.get(stamp, hash, |e| e.digest == digest)
+            && let Some(hit) = cache.tokens.get(stamp, hash, |e| {
+                // An entry due for its last-use write is no hit: the slow path writes it.
+                let fresh = now - e.last_used_at < LAST_USED_RESOLUTION_MS;
+                (e.digest == digest && fresh).then(|| (e.expires_at, e.principal.clone()))
+            })
         {
-            if hit.expires_at.is_some_and(|e| e <= now) {
+            let (expires_at, principal) = hit;
+            if expires_at.is_some_and(|e| e <= now) {
                 return Err(Error::InvalidToken);
             }
-            if now - hit.last_used_at < LAST_USED_RESOLUTION_MS {
-                return Ok(hit.principal);
-            }
+            return Ok(principal);
         }
         let found = self
             .store
@@ -522,10 +523,11 @@ impl Engine {
         };
         let hash = cache.facts.hash((principal, project));
         let hit = cache.facts.get(&stamp, hash, |e| {
-            e.principal == *principal && e.project == project
+            (e.principal == *principal && e.project == project)
+                .then_some((e.standing, e.visibility))
         });
         if let Some(hit) = hit {
-            return Ok((hit.standing, hit.visibility));
+            return Ok(hit);
         }
         let (standing, visibility) = self.facts_from_storage(Some(principal), project)?;
         let entry = FactsEntry {

@@ -1,0 +1,252 @@
+//! What a command hands back to `main`: its output for people and for `--json`, or a
+//! failure with its exit code. Also the small table printers.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use turnstile::{Error, IssuedToken};
+
+/// Success (and `check`: allowed).
+pub const EXIT_OK: u8 = 0;
+/// Denied, not found, invalid token, conflict (and `check`: denied).
+pub const EXIT_DENIED: u8 = 1;
+/// A malformed command line, name, role or input file.
+pub const EXIT_USAGE: u8 = 2;
+/// The database (or the operating system under it) failed.
+pub const EXIT_STORAGE: u8 = 3;
+
+/// Printed after every token, whatever the output format.
+pub const TOKEN_WARNING: &str =
+    "warning: this token will not be shown again; store it now (turnstile keeps only its digest)";
+
+/// A command that failed: one line for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_DENIED,
+            message: message.into(),
+        }
+    }
+
+    pub fn storage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_STORAGE,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure, its message prefixed (e.g. with a line number).
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        Self {
+            code: self.code,
+            message: format!("{prefix}: {}", self.message),
+        }
+    }
+}
+
+/// The exit code of each library error: the CLI decides no rule, it only sorts the
+/// library's answers into the documented codes.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Storage(_) | Error::SchemaTooNew { .. } | Error::Random { .. } => EXIT_STORAGE,
+        Error::InvalidName { .. }
+        | Error::InvalidProjectName { .. }
+        | Error::InvalidValue { .. } => EXIT_USAGE,
+        _ => EXIT_DENIED,
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self {
+            code: exit_code(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One command's result.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The document printed with `--json`; `None` prints `text` in both modes.
+    pub json: Option<Value>,
+    /// What people read on stdout.
+    pub text: String,
+    /// A line for people on stderr before `text` (not printed with `--json`).
+    pub note: Option<String>,
+    /// A line on stderr after the output, in both modes.
+    pub warning: Option<String>,
+    /// The exit code.
+    pub code: u8,
+}
+
+impl Output {
+    /// `text` for people, `json` for `--json`.
+    pub fn new(json: impl Serialize, text: impl Into<String>) -> Self {
+        Self {
+            json: Some(serde_json::to_value(json).unwrap_or(Value::Null)),
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Printed as is whatever the output format (an exported document).
+    pub fn raw(text: String) -> Self {
+        Self {
+            text,
+            ..Self::default()
+        }
+    }
+
+    /// A newly issued token: people get the bare secret on stdout (so that
+    /// `TOKEN=$(turnstile ...)` works) with `note` on stderr; `--json` gets `json`,
+    /// whose `token` field holds the secret. Both get the warning.
+    pub fn token(json: impl Serialize, note: String, token: &IssuedToken) -> Self {
+        Self {
+            note: Some(note),
+            warning: Some(TOKEN_WARNING.to_owned()),
+            ..Self::new(json, format!("{}\n", token.secret()))
+        }
+    }
+
+    pub fn with_code(self, code: u8) -> Self {
+        Self { code, ..self }
+    }
+
+    /// Writes the output; a closed stdout (`| head`) is not an error worth a panic.
+    pub fn print(&self, json: bool) {
+        let mut err = std::io::stderr().lock();
+        if !json && let Some(note) = &self.note {
+            let _ = writeln!(err, "{note}");
+        }
+        let mut out = std::io::stdout().lock();
+        match (&self.json, json) {
+            (Some(doc), true) => {
+                let text = serde_json::to_string_pretty(doc).unwrap_or_default();
+                let _ = writeln!(out, "{text}");
+            }
+            _ => {
+                let _ = out.write_all(self.text.as_bytes());
+            }
+        }
+        let _ = out.flush();
+        if let Some(warning) = &self.warning {
+            let _ = writeln!(err, "{warning}");
+        }
+    }
+}
+
+/// The JSON of an issued token: the only place its secret appears.
+#[derive(Debug, Serialize)]
+pub struct TokenJson {
+    pub id: i64,
+    pub principal: String,
+    pub label: String,
+    pub secret: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenJson {
+    pub fn new(token: &IssuedToken, expires_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            id: token.id.0,
+            principal: token.principal.to_string(),
+            label: token.label.clone(),
+            secret: token.secret().to_owned(),
+            expires_at,
+        }
+    }
+}
+
+/// Rows under a header, columns aligned; the last column is not padded. An empty
+/// table prints `empty` instead, so that people see the command ran.
+pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    if rows.is_empty() {
+        return format!("{empty}\n");
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `key  value` lines, keys aligned.
+pub fn pairs(rows: &[(&str, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        let pad = width - k.chars().count();
+        let _ = writeln!(out, "{k}{}  {v}", " ".repeat(pad));
+    }
+    out
+}
+
+/// A time for people: UTC, to the second.
+pub fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// An optional time for people, `-` when absent.
+pub fn maybe_time(t: &Option<DateTime<Utc>>) -> String {
+    t.as_ref().map(time).unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_leaves_no_trailing_spaces() {
+        let rows = vec![
+            vec!["alice".to_owned(), "admin".to_owned()],
+            vec!["bob".to_owned(), "".to_owned()],
+        ];
+        let t = table(&["user", "role"], &rows, "no users");
+        assert_eq!(t, "user   role\nalice  admin\nbob\n");
+        assert_eq!(table(&["user"], &[], "no users"), "no users\n");
+    }
+
+    #[test]
+    fn pairs_align_keys() {
+        let t = pairs(&[("a", "1".into()), ("long", "2".into())]);
+        assert_eq!(t, "a     1\nlong  2\n");
+    }
+}

@@ -1,0 +1,1367 @@
+//! The `turnstile` binary, run for real on temporary databases: the demo, a full
+//! management session driven by tokens, `--json` output, every error path's exit
+//! code, and the import/export round trip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A temporary directory holding the database `acl.db`.
+struct Env {
+    dir: TempDir,
+    db: PathBuf,
+}
+
+/// One run of the binary.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the run when it is not the expected one.
+    #[track_caller]
+    fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
+    }
+
+    /// The secret a token-issuing command printed: stdout holds only it.
+    #[track_caller]
+    fn token(&self) -> String {
+        let token = self.stdout.trim().to_owned();
+        assert!(
+            token.starts_with("tst_") && !token.contains('\n'),
+            "not a bare token: {self:#?}"
+        );
+        token
+    }
+
+    /// The one-line error on stderr.
+    #[track_caller]
+    fn error(&self) -> &str {
+        let line = self.stderr.trim_end();
+        assert!(
+            line.starts_with("error: ") && !line.contains('\n'),
+            "not one error line: {self:#?}"
+        );
+        line
+    }
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = TempDir::new().expect("a temporary directory");
+        let db = dir.path().join("acl.db");
+        Self { dir, db }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, db: &Path, token: Option<&str>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstile"));
+        cmd.current_dir(self.dir.path())
+            .env_remove("TURNSTILE_DB")
+            .env_remove("TURNSTILE_TOKEN")
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .stdin(Stdio::null());
+        if let Some(token) = token {
+            cmd.env("TURNSTILE_TOKEN", token);
+        }
+        cmd
+    }
+
+    fn run_on(&self, db: &Path, token: Option<&str>, args: &[&str]) -> Run {
+        let out = self
+            .command(db, token, args)
+            .output()
+            .expect("the binary runs");
+        Run {
+            code: out.status.code().expect("an exit code, not a signal"),
+            stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+        }
+    }
+
+    /// Runs without a token.
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_on(&self.db, None, args)
+    }
+
+    /// Runs as the holder of `token`, passed in `TURNSTILE_TOKEN`.
+    fn run_as(&self, token: &str, args: &[&str]) -> Run {
+        self.run_on(&self.db, Some(token), args)
+    }
+
+    /// `init` with workspace `ml-team` and admin `alice`; returns alice's token.
+    fn init(&self) -> String {
+        self.run(&["init", "--workspace", "ml-team", "--admin", "alice"])
+            .ok()
+            .token()
+    }
+}
+
+/// The effective role in a `--json matrix` document, `None` for no access.
+fn role_in(matrix: &Value, principal: Option<&str>, project: &str) -> Option<String> {
+    let row = matrix["principals"]
+        .as_array()
+        .expect("principals")
+        .iter()
+        .find(|r| r["principal"].as_str() == principal)
+        .unwrap_or_else(|| panic!("no row for {principal:?} in {matrix:#}"));
+    row["access"][project]["role"].as_str().map(str::to_owned)
+}
+
+/// The cells of the table row that starts with `first`.
+fn table_row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+    text.lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no row `{first}` in:\n{text}"))
+}
+
+#[test]
+fn demo_shows_the_service_account_missing_only_the_workspace_visibility_project() {
+    let env = Env::new();
+    let run = env.run(&["demo"]).ok();
+    let header = table_row(&run.stdout, "principal");
+    assert_eq!(
+        header,
+        [
+            "principal",
+            "as",
+            "ml-team/classification",
+            "ml-team/sandbox",
+            "ml-team/showcase"
+        ]
+    );
+    assert_eq!(
+        table_row(&run.stdout, "alice"),
+        ["alice", "admin", "owner", "owner", "owner"]
+    );
+    assert_eq!(
+        table_row(&run.stdout, "bob"),
+        ["bob", "member", "viewer", "owner", "viewer"]
+    );
+    assert_eq!(
+        table_row(&run.stdout, "cicd@ml-team"),
+        [
+            "cicd@ml-team",
+            "service account",
+            "contributor",
+            "-",
+            "viewer"
+        ]
+    );
+    assert_eq!(
+        table_row(&run.stdout, "(anonymous)"),
+        ["(anonymous)", "anonymous", "-", "-", "viewer"]
+    );
+    assert!(
+        run.stdout
+            .contains("`cicd@ml-team` does not see `ml-team/sandbox`")
+    );
+    // The demo prints no token.
+    assert!(!run.stdout.contains("tst_") && !run.stderr.contains("tst_"));
+
+    // The database it leaves answers the same questions.
+    env.run(&["check", "--as", "cicd@ml-team", "ml-team/sandbox", "view"])
+        .code(1);
+    env.run(&["check", "--as", "bob", "ml-team/sandbox", "manage"])
+        .ok();
+    env.run(&[
+        "check",
+        "--as",
+        "cicd@ml-team",
+        "ml-team/classification",
+        "edit",
+    ])
+    .ok();
+}
+
+#[test]
+fn demo_json_matrix_has_every_member_on_the_workspace_project_and_not_the_service_account() {
+    let env = Env::new();
+    let doc = env.run(&["--json", "demo"]).ok().json();
+    assert_eq!(doc["database"], env.db.display().to_string());
+    let m = &doc["matrix"];
+    let projects: Vec<&str> = m["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        projects,
+        [
+            "ml-team/classification",
+            "ml-team/sandbox",
+            "ml-team/showcase"
+        ]
+    );
+    let sandbox = "ml-team/sandbox";
+    for row in m["principals"].as_array().unwrap() {
+        if row["kind"] == "user" {
+            assert_eq!(row["access"][sandbox]["role"], "owner", "{row}");
+        }
+    }
+    assert_eq!(role_in(m, Some("cicd@ml-team"), sandbox), None);
+    assert_eq!(
+        m["principals"][0]["access"][sandbox]["source"],
+        "workspace_admin"
+    );
+    let bob = m["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["principal"] == "bob")
+        .unwrap();
+    assert_eq!(bob["workspace_role"], "member");
+    assert_eq!(bob["access"][sandbox]["source"], "workspace_visibility");
+}
+
+#[test]
+fn demo_refuses_an_existing_database_unless_forced() {
+    let env = Env::new();
+    std::fs::write(&env.db, b"precious").unwrap();
+    let run = env.run(&["demo"]).code(1);
+    assert!(run.error().contains("already exists"), "{run:?}");
+    assert_eq!(std::fs::read(&env.db).unwrap(), b"precious");
+
+    env.run(&["demo", "--force"]).ok();
+    env.run(&["check", "--as", "alice", "ml-team/showcase", "delete"])
+        .ok();
+    // A second demo on the demo's own database is refused too.
+    env.run(&["demo"]).code(1);
+}
+
+#[test]
+fn demo_without_a_database_uses_a_new_temporary_file() {
+    let env = Env::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .current_dir(env.dir.path())
+        .env_remove("TURNSTILE_DB")
+        .env_remove("TURNSTILE_TOKEN")
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo database: "))
+        .expect("the demo names its database");
+    let path = PathBuf::from(path);
+    assert!(path.is_file(), "{path:?}");
+    assert!(!path.starts_with(env.dir.path()));
+    assert!(!env.path("turnstile.db").exists());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[test]
+fn a_full_management_session_driven_by_tokens() {
+    let env = Env::new();
+    let alice = env.init();
+    assert_eq!(env.run_as(&alice, &["whoami"]).ok().stdout, "alice\n");
+
+    // Bootstrap: users and their tokens need no token.
+    env.run(&["user", "create", "bob"]).ok();
+    env.run(&["user", "create", "carol"]).ok();
+    let issued = env
+        .run(&["user", "token", "issue", "bob", "--label", "laptop"])
+        .ok();
+    assert!(issued.stderr.contains("will not be shown again"));
+    let bob = issued.token();
+
+    // Alice manages the workspace.
+    env.run_as(&alice, &["workspace", "invite", "ml-team", "bob"])
+        .ok();
+    env.run_as(
+        &alice,
+        &[
+            "workspace",
+            "invite",
+            "ml-team",
+            "carol",
+            "--role",
+            "member",
+        ],
+    )
+    .ok();
+    let members = env
+        .run_as(&alice, &["--json", "workspace", "members", "ml-team"])
+        .ok()
+        .json();
+    assert_eq!(
+        members["members"],
+        serde_json::json!([
+            { "user": "alice", "role": "admin" },
+            { "user": "bob", "role": "member" },
+            { "user": "carol", "role": "member" },
+        ])
+    );
+
+    // Projects.
+    let created = env
+        .run_as(
+            &alice,
+            &[
+                "--json",
+                "project",
+                "create",
+                "ml-team/classification",
+                "--key",
+                "CLS",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(created["project"], "ml-team/classification");
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "create",
+            "sandbox",
+            "--workspace",
+            "ml-team",
+            "--visibility",
+            "workspace",
+        ],
+    )
+    .ok();
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "add-member",
+            "ml-team/classification",
+            "bob",
+            "contributor",
+        ],
+    )
+    .ok();
+
+    // Bob sees what he was given, and may edit but not manage.
+    let list = env.run_as(&bob, &["--json", "project", "list"]).ok().json();
+    assert_eq!(
+        list["projects"],
+        serde_json::json!(["ml-team/classification", "ml-team/sandbox"])
+    );
+    env.run_as(&bob, &["check", "ml-team/classification", "edit"])
+        .ok();
+    let denied = env
+        .run_as(&bob, &["check", "ml-team/classification", "manage"])
+        .code(1);
+    assert_eq!(denied.stdout, "denied\n");
+    let run = env
+        .run_as(
+            &bob,
+            &[
+                "project",
+                "add-member",
+                "ml-team/classification",
+                "carol",
+                "viewer",
+            ],
+        )
+        .code(1);
+    assert!(run.error().contains("permission denied"), "{run:?}");
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "set-member-role",
+            "ml-team/classification",
+            "bob",
+            "owner",
+        ],
+    )
+    .ok();
+    // Now an owner, bob manages the project's members.
+    env.run_as(
+        &bob,
+        &[
+            "project",
+            "add-member",
+            "ml-team/classification",
+            "carol",
+            "viewer",
+        ],
+    )
+    .ok();
+    let members = env
+        .run_as(
+            &bob,
+            &["--json", "project", "members", "ml-team/classification"],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        members["members"],
+        serde_json::json!([
+            { "user": "alice", "role": "owner" },
+            { "user": "bob", "role": "owner" },
+            { "user": "carol", "role": "viewer" },
+        ])
+    );
+    env.run_as(
+        &bob,
+        &[
+            "project",
+            "remove-member",
+            "ml-team/classification",
+            "carol",
+        ],
+    )
+    .ok();
+    env.run(&["check", "--as", "carol", "ml-team/classification", "view"])
+        .code(1);
+
+    // A service account, assigned to one project.
+    let created = env
+        .run_as(&alice, &["service-account", "create", "ml-team", "cicd"])
+        .ok();
+    assert!(created.stderr.contains("will not be shown again"));
+    let ci = created.token();
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "add-service-account",
+            "ml-team/classification",
+            "cicd@ml-team",
+            "contributor",
+        ],
+    )
+    .ok();
+    let list = env.run_as(&ci, &["--json", "project", "list"]).ok().json();
+    assert_eq!(
+        list["projects"],
+        serde_json::json!(["ml-team/classification"])
+    );
+    env.run_as(&ci, &["check", "ml-team/classification", "edit"])
+        .ok();
+    env.run_as(&ci, &["check", "ml-team/sandbox", "view"])
+        .code(1);
+    let sas = env
+        .run_as(
+            &alice,
+            &[
+                "--json",
+                "project",
+                "service-accounts",
+                "ml-team/classification",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        sas["service_accounts"],
+        serde_json::json!([{ "service_account": "cicd@ml-team", "role": "contributor" }])
+    );
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "set-service-account-role",
+            "ml-team/classification",
+            "cicd@ml-team",
+            "viewer",
+        ],
+    )
+    .ok();
+    env.run_as(&ci, &["check", "ml-team/classification", "edit"])
+        .code(1);
+    // An SA may create projects in its workspace and owns them; it never deletes one.
+    env.run_as(&ci, &["project", "create", "ci-runs"]).ok();
+    env.run_as(&ci, &["project", "delete", "ml-team/ci-runs"])
+        .code(1);
+    env.run_as(&alice, &["project", "delete", "ml-team/ci-runs"])
+        .ok();
+
+    // Token rotation and deactivation.
+    let rotated = env
+        .run_as(
+            &alice,
+            &["service-account", "token", "issue", "cicd@ml-team"],
+        )
+        .ok()
+        .token();
+    env.run_as(&ci, &["whoami"]).code(1);
+    assert_eq!(
+        env.run_as(&rotated, &["whoami"]).ok().stdout,
+        "cicd@ml-team\n"
+    );
+    env.run_as(&alice, &["service-account", "deactivate", "cicd@ml-team"])
+        .ok();
+    env.run_as(&rotated, &["whoami"]).code(1);
+    let listed = env
+        .run_as(
+            &alice,
+            &["--json", "service-account", "list", "ml-team", "--all"],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        listed["service_accounts"],
+        serde_json::json!([{ "service_account": "cicd@ml-team", "active": false }])
+    );
+    let active_only = env
+        .run_as(&alice, &["--json", "sa", "list", "ml-team"])
+        .ok()
+        .json();
+    assert_eq!(active_only["service_accounts"], serde_json::json!([]));
+    let back = env
+        .run_as(&alice, &["service-account", "reactivate", "cicd@ml-team"])
+        .ok()
+        .token();
+    env.run_as(&rotated, &["whoami"]).code(1);
+    env.run_as(&back, &["whoami"]).ok();
+    let revoked = env
+        .run_as(
+            &alice,
+            &[
+                "--json",
+                "service-account",
+                "token",
+                "revoke",
+                "cicd@ml-team",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(revoked["tokens_revoked"], 1);
+    env.run_as(&back, &["whoami"]).code(1);
+
+    // Workspace roles, settings, visibility.
+    env.run_as(
+        &alice,
+        &["workspace", "set-role", "ml-team", "bob", "admin"],
+    )
+    .ok();
+    env.run_as(
+        &bob,
+        &["workspace", "set-role", "ml-team", "alice", "member"],
+    )
+    .ok();
+    let run = env
+        .run_as(&bob, &["workspace", "set-role", "ml-team", "bob", "member"])
+        .code(1);
+    assert!(run.error().contains("at least one admin"), "{run:?}");
+    let run = env
+        .run_as(
+            &bob,
+            &["project", "visibility", "ml-team/classification", "public"],
+        )
+        .code(1);
+    assert!(
+        run.error().contains("does not allow public projects"),
+        "{run:?}"
+    );
+    let settings = env
+        .run_as(
+            &bob,
+            &[
+                "--json",
+                "workspace",
+                "settings",
+                "ml-team",
+                "--allow-public-projects",
+                "true",
+                "--service-account-limit",
+                "3",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(settings["allow_public_projects"], true);
+    assert_eq!(settings["service_account_limit"], 3);
+    env.run_as(
+        &bob,
+        &["project", "visibility", "ml-team/classification", "pub"],
+    )
+    .ok();
+    env.run(&["check", "--anonymous", "ml-team/classification", "view"])
+        .ok();
+    env.run_as(
+        &bob,
+        &[
+            "project",
+            "description",
+            "ml-team/classification",
+            "image classifiers",
+        ],
+    )
+    .ok();
+    let status = env
+        .run_as(
+            &carol_token(&env),
+            &["--json", "workspace", "status", "ml-team"],
+        )
+        .ok()
+        .json();
+    assert_eq!(status["workspace"], "ml-team");
+    assert_eq!(status["admins"], 1);
+    assert_eq!(status["members"], 2);
+    assert_eq!(status["projects"], 2);
+    assert_eq!(status["active_service_accounts"], 1);
+    assert_eq!(status["service_account_limit"], 3);
+    env.run_as(&bob, &["workspace", "remove-member", "ml-team", "carol"])
+        .ok();
+
+    // Personal tokens: list without secrets, revoke.
+    let second = env.run(&["user", "token", "issue", "bob"]).ok().token();
+    let tokens = env
+        .run_as(&bob, &["--json", "user", "token", "list"])
+        .ok()
+        .json();
+    assert_eq!(tokens["principal"], "bob");
+    let list = tokens["tokens"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(!tokens.to_string().contains("tst_"));
+    let laptop = list.iter().find(|t| t["label"] == "laptop").unwrap();
+    let id = laptop["id"].as_i64().unwrap().to_string();
+    env.run_as(&second, &["user", "token", "revoke", &id]).ok();
+    env.run_as(&bob, &["whoami"]).code(1);
+    env.run_as(&second, &["user", "token", "revoke", &id])
+        .code(1);
+
+    // The audit log holds the session, newest first, for admins only.
+    let audit = env
+        .run_as(&second, &["--json", "audit", "ml-team"])
+        .ok()
+        .json();
+    let events = audit["events"].as_array().unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "workspace.member.invite",
+        "project.create",
+        "project.member.add",
+        "service_account.create",
+        "service_account.deactivate",
+        "workspace.settings.set",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing: {actions:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["outcome"] == "denied" && e["actor"] == "bob"),
+        "the denied add-member is audited"
+    );
+    assert!(!audit.to_string().contains("tst_"));
+    let bob_only = env
+        .run_as(
+            &second,
+            &[
+                "--json", "audit", "ml-team", "--actor", "bob", "--limit", "2",
+            ],
+        )
+        .ok()
+        .json();
+    let bob_events = bob_only["events"].as_array().unwrap();
+    assert_eq!(bob_events.len(), 2);
+    assert!(bob_events.iter().all(|e| e["actor"] == "bob"));
+    let future = env
+        .run_as(
+            &second,
+            &["--json", "audit", "ml-team", "--since", "2999-01-01"],
+        )
+        .ok()
+        .json();
+    assert_eq!(future["events"], serde_json::json!([]));
+    let table = env
+        .run_as(&second, &["audit", "ml-team", "--since", "1h"])
+        .ok();
+    assert!(table.stdout.starts_with("id "), "{table:?}");
+    // Alice is no longer an admin.
+    env.run_as(&alice, &["audit", "ml-team"]).code(1);
+}
+
+/// A token for carol, issued by the application.
+fn carol_token(env: &Env) -> String {
+    env.run(&["user", "token", "issue", "carol"]).ok().token()
+}
+
+#[test]
+fn explain_names_the_rule_and_the_allowed_actions() {
+    let env = Env::new();
+    env.run(&["demo"]).ok();
+    let doc = env
+        .run(&["--json", "explain", "--as", "bob", "ml-team/sandbox"])
+        .ok()
+        .json();
+    assert_eq!(doc["role"], "owner");
+    assert_eq!(doc["source"], "workspace_visibility");
+    assert_eq!(
+        doc["actions"],
+        serde_json::json!({ "view": true, "edit": true, "manage": true, "delete": false })
+    );
+    let doc = env
+        .run(&[
+            "--json",
+            "explain",
+            "--as",
+            "cicd@ml-team",
+            "ml-team/sandbox",
+        ])
+        .ok()
+        .json();
+    assert_eq!(doc["role"], Value::Null);
+    assert_eq!(doc["actions"]["view"], false);
+    let text = env
+        .run(&["explain", "--as", "cicd@ml-team", "ml-team/classification"])
+        .ok()
+        .stdout;
+    assert_eq!(table_row(&text, "role"), ["role", "contributor"]);
+    assert_eq!(table_row(&text, "because"), ["because", "explicit grant"]);
+    assert_eq!(table_row(&text, "edit"), ["edit", "allowed"]);
+    assert_eq!(table_row(&text, "manage"), ["manage", "not allowed"]);
+}
+
+#[test]
+fn check_json_reports_the_decision_and_exits_with_it() {
+    let env = Env::new();
+    env.run(&["demo"]).ok();
+    let allowed = env
+        .run(&["--json", "check", "--as", "bob", "ml-team/sandbox", "edit"])
+        .ok()
+        .json();
+    assert_eq!(
+        allowed,
+        serde_json::json!({
+            "principal": "bob", "project": "ml-team/sandbox", "action": "edit", "allowed": true
+        })
+    );
+    let denied = env
+        .run(&["--json", "check", "--anonymous", "ml-team/sandbox", "view"])
+        .code(1)
+        .json();
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["principal"], Value::Null);
+}
+
+#[test]
+fn every_error_path_has_its_documented_exit_code() {
+    let env = Env::new();
+
+    // 3: storage. No database yet: commands other than init, demo and import refuse.
+    let run = env.run(&["matrix"]).code(3);
+    assert!(run.error().contains("not found"), "{run:?}");
+    assert!(
+        !env.db.exists(),
+        "a missing database is not created by a typo"
+    );
+
+    let alice = env.init();
+    env.run(&["user", "create", "bob"]).ok();
+    let bob = env.run(&["user", "token", "issue", "bob"]).ok().token();
+    env.run_as(&alice, &["workspace", "invite", "ml-team", "bob"])
+        .ok();
+    env.run_as(&alice, &["project", "create", "ml-team/secret"])
+        .ok();
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "create",
+            "ml-team/shared",
+            "--visibility",
+            "workspace",
+        ],
+    )
+    .ok();
+
+    // 2: usage, from clap and from the library's name and value rules.
+    for args in [
+        &["no-such-command"][..],
+        &["project"],
+        &["project", "add-member", "ml-team/shared", "bob"],
+        &[
+            "project",
+            "add-member",
+            "ml-team/shared",
+            "bob",
+            "superuser",
+        ],
+        &["check", "--as", "bob", "ml-team/shared", "fly"],
+        &[
+            "check",
+            "--as",
+            "bob",
+            "--anonymous",
+            "ml-team/shared",
+            "view",
+        ],
+        &["user", "token", "issue", "bob", "--expires-in", "soon"],
+        &["export", "--format", "xml"],
+    ] {
+        let run = env.run_as(&alice, args).code(2);
+        assert!(run.stderr.contains("error"), "{run:?}");
+    }
+    for (args, message) in [
+        (
+            &["check", "--as", "bob", "ml-team/a/b", "view"][..],
+            "invalid project name `ml-team/a/b`",
+        ),
+        (&["user", "create", ".bob"], "invalid username `.bob`"),
+        (
+            &["workspace", "create", "ML Team", "--admin", "alice"],
+            "invalid workspace name",
+        ),
+        (
+            &["service-account", "create", "ml-team", "ci@x"],
+            "invalid service account name",
+        ),
+        (
+            &["project", "create", "ml-team/x"],
+            "invalid project name `x`",
+        ),
+        (
+            &["user", "token", "issue", "bob", "--label", ""],
+            "invalid token label",
+        ),
+    ] {
+        let run = env.run_as(&alice, args).code(2);
+        assert!(run.error().contains(message), "{message}: {run:?}");
+    }
+    // No token for a management command: a usage error too.
+    let run = env.run(&["project", "list"]).code(2);
+    assert!(run.error().contains("--token"), "{run:?}");
+    let run = env.run(&["explain", "ml-team/shared"]).code(2);
+    assert!(run.error().contains("--as"), "{run:?}");
+
+    // 1: denied, not found, invalid token, conflicts.
+    for (token, args, message) in [
+        (
+            "tst_made-up",
+            &["project", "list"][..],
+            "error: invalid token",
+        ),
+        (
+            bob.as_str(),
+            &["project", "members", "ml-team/secret"],
+            "error: project `ml-team/secret` not found",
+        ),
+        (
+            bob.as_str(),
+            &["project", "delete", "ml-team/shared"],
+            "error: permission denied: `bob` may not delete projects in `ml-team/shared`",
+        ),
+        (
+            bob.as_str(),
+            &["workspace", "invite", "ml-team", "alice"],
+            "error: permission denied",
+        ),
+        (
+            alice.as_str(),
+            &["workspace", "invite", "ml-team", "bob"],
+            "error: user `bob` is already a member of workspace `ml-team`",
+        ),
+        (
+            alice.as_str(),
+            &["workspace", "invite", "ml-team", "nobody"],
+            "error: workspace `ml-team` or user `nobody` not found",
+        ),
+        (
+            alice.as_str(),
+            &["workspace", "remove-member", "ml-team", "alice"],
+            "error: workspace `ml-team` must keep at least one admin",
+        ),
+        (
+            alice.as_str(),
+            &["project", "add-member", "ml-team/shared", "bob", "viewer"],
+            "error: user `bob` already has owner access to project `ml-team/shared`",
+        ),
+        (
+            alice.as_str(),
+            &["project", "create", "ml-team/SECRET"],
+            "error: project `ml-team/SECRET` already exists",
+        ),
+        (
+            alice.as_str(),
+            &["service-account", "deactivate", "ghost@ml-team"],
+            "error: service account `ghost@ml-team` not found",
+        ),
+        (
+            alice.as_str(),
+            &["workspace", "status", "elsewhere"],
+            "error: workspace `elsewhere` not found",
+        ),
+    ] {
+        let run = env.run_as(token, args).code(1);
+        assert!(run.error().starts_with(message), "{message}: {run:?}");
+    }
+    env.run(&["user", "create", "bob"]).code(1);
+    env.run(&["check", "--as", "nobody", "ml-team/shared", "view"])
+        .code(1);
+    env.run(&["check", "--as", "bob", "ml-team/secret", "view"])
+        .code(1);
+    env.run(&["matrix", "--workspace", "elsewhere"]).code(1);
+    let run = env
+        .run(&["init", "--workspace", "other", "--admin", "carol"])
+        .code(1);
+    assert!(run.error().contains("already exists"), "{run:?}");
+    let run = env.run(&["import", "missing.json"]).code(1);
+    assert!(run.error().contains("missing.json"), "{run:?}");
+
+    // 2: a malformed import file.
+    std::fs::write(env.path("bad.json"), "{ not json").unwrap();
+    env.run(&["import", "bad.json"]).code(2);
+    std::fs::write(env.path("bad.csv"), "kind,workspace\nrocket,ml-team\n").unwrap();
+    let run = env.run(&["import", "bad.csv"]).code(2);
+    assert!(
+        run.error().contains("line 2: unknown kind `rocket`"),
+        "{run:?}"
+    );
+
+    // 3: a file that is not a database, and a database from a newer turnstile.
+    let garbage = env.path("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let run = env.run_on(&garbage, None, &["matrix"]).code(3);
+    assert!(run.error().contains("storage error"), "{run:?}");
+    let newer = env.path("newer.db");
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", 9999).unwrap();
+    drop(conn);
+    let run = env.run_on(&newer, None, &["matrix"]).code(3);
+    assert!(run.error().contains("newer than this turnstile"), "{run:?}");
+}
+
+#[test]
+fn a_failed_init_leaves_no_database_behind() {
+    let env = Env::new();
+    // `alice@x` parses as neither a username nor anything else a first admin can be.
+    env.run(&["init", "--workspace", "ml-team", "--admin", "alice@x"])
+        .code(2);
+    assert!(!env.db.exists());
+    env.run(&["init", "--workspace", "-x-", "--admin", "alice"])
+        .code(2);
+    assert!(!env.db.exists());
+    env.init();
+}
+
+const SNAPSHOT: &str = r#"{
+  "version": 1,
+  "users": ["alice", "bob", "carol", "dave"],
+  "workspaces": [
+    {
+      "name": "ml-team",
+      "allow_public_projects": true,
+      "service_account_limit": 5,
+      "members": { "alice": "admin", "bob": "member", "carol": "member" },
+      "service_accounts": [{ "name": "cicd" }, { "name": "old", "active": false }],
+      "projects": [
+        {
+          "name": "Classification",
+          "key": "CLS",
+          "visibility": "private",
+          "description": "images, \"mostly\"",
+          "members": { "bob": "contributor" },
+          "service_accounts": { "cicd": "viewer", "old": "owner" }
+        },
+        { "name": "sandbox", "visibility": "workspace", "service_accounts": { "cicd": "contributor" } },
+        { "name": "showcase", "visibility": "public", "members": { "carol": "owner" } }
+      ]
+    },
+    {
+      "name": "vision",
+      "members": { "dave": "admin", "bob": "member" },
+      "projects": [{ "name": "detection", "members": { "bob": "viewer" } }]
+    }
+  ]
+}"#;
+
+#[test]
+fn import_export_round_trips_reproduce_the_access_matrix() {
+    let env = Env::new();
+    std::fs::write(env.path("team.json"), SNAPSHOT).unwrap();
+    let run = env.run(&["--json", "import", "team.json"]).ok();
+    // Piped: no progress bar.
+    assert_eq!(run.stderr, "");
+    let summary = run.json();
+    assert_eq!(summary["format"], "json");
+    assert_eq!(
+        summary["imported"],
+        serde_json::json!({
+            "users": 4, "workspaces": 2, "members": 5, "service_accounts": 2,
+            "projects": 4, "grants": 6
+        })
+    );
+    let matrix = env.run(&["--json", "matrix"]).ok().json();
+    assert_eq!(
+        role_in(&matrix, Some("bob"), "ml-team/Classification").as_deref(),
+        Some("contributor")
+    );
+    assert_eq!(
+        role_in(&matrix, Some("cicd@ml-team"), "ml-team/sandbox").as_deref(),
+        Some("contributor")
+    );
+    assert_eq!(
+        role_in(&matrix, Some("old@ml-team"), "ml-team/Classification"),
+        None
+    );
+    assert_eq!(
+        role_in(&matrix, None, "ml-team/showcase").as_deref(),
+        Some("viewer")
+    );
+    assert_eq!(role_in(&matrix, Some("dave"), "ml-team/sandbox"), None);
+
+    // JSON: export, import into a new database, export again.
+    let exported = env.run(&["export"]).ok().stdout;
+    let first: Value = serde_json::from_str(&exported).unwrap();
+    let copy = env.path("copy.db");
+    std::fs::write(env.path("copy.json"), &exported).unwrap();
+    env.run_on(&copy, None, &["import", "copy.json"]).ok();
+    assert_eq!(
+        env.run_on(&copy, None, &["--json", "matrix"]).ok().json(),
+        matrix
+    );
+    let second: Value =
+        serde_json::from_str(&env.run_on(&copy, None, &["export"]).ok().stdout).unwrap();
+    assert_eq!(first, second);
+
+    // CSV: to a file (format from the extension), into a third database.
+    let written = env
+        .run(&["--json", "export", "--output", "team.csv"])
+        .ok()
+        .json();
+    assert_eq!(written["format"], "csv");
+    assert_eq!(written["projects"], 4);
+    let csv = std::fs::read_to_string(env.path("team.csv")).unwrap();
+    assert!(csv.starts_with("kind,workspace,name,principal,value,key,description\n"));
+    assert!(
+        csv.contains("grant,ml-team,Classification,cicd@ml-team,viewer,,\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("service_account,ml-team,old,,deactivated,,\n"),
+        "{csv}"
+    );
+    let third = env.path("third.db");
+    let run = env
+        .run_on(&third, None, &["--json", "import", "team.csv"])
+        .ok();
+    assert_eq!(run.json()["format"], "csv");
+    assert_eq!(
+        env.run_on(&third, None, &["--json", "matrix"]).ok().json(),
+        matrix
+    );
+    assert_eq!(
+        env.run_on(&third, None, &["export", "--format", "csv"])
+            .ok()
+            .stdout,
+        csv
+    );
+
+    // Stdin, with the format from the content.
+    let fourth = env.path("fourth.db");
+    let mut child = env
+        .command(&fourth, None, &["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(csv.as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        env.run_on(&fourth, None, &["--json", "matrix"]).ok().json(),
+        matrix
+    );
+
+    // Importing the same workspaces again conflicts, and changes nothing.
+    env.run(&["import", "team.csv"]).code(1);
+    assert_eq!(env.run(&["export"]).ok().stdout, exported);
+}
+
+#[test]
+fn import_is_all_or_nothing() {
+    let env = Env::new();
+    // The last project grants a role to a user who is not a member (A7).
+    let bad = SNAPSHOT.replace(
+        r#""members": { "bob": "viewer" }"#,
+        r#""members": { "carol": "viewer" }"#,
+    );
+    std::fs::write(env.path("bad.json"), bad).unwrap();
+    let run = env.run(&["import", "bad.json"]).code(1);
+    assert!(
+        run.error()
+            .contains("user `carol` is not a member of workspace `vision`"),
+        "{run:?}"
+    );
+    let doc = env.run(&["--json", "export"]).ok().json();
+    assert_eq!(doc["users"], serde_json::json!([]));
+    assert_eq!(doc["workspaces"], serde_json::json!([]));
+}
+
+#[test]
+fn exports_never_contain_token_secrets() {
+    let env = Env::new();
+    let alice = env.init();
+    let sa = env
+        .run_as(&alice, &["service-account", "create", "ml-team", "cicd"])
+        .ok()
+        .token();
+    for format in ["json", "csv"] {
+        let out = env.run(&["export", "--format", format]).ok().stdout;
+        assert!(!out.contains(&alice) && !out.contains(&sa) && !out.contains("tst_"));
+    }
+}
+
+#[test]
+fn tokens_go_alone_to_stdout_with_a_warning_and_as_json_fields() {
+    let env = Env::new();
+    let run = env
+        .run(&[
+            "--json",
+            "init",
+            "--workspace",
+            "ml-team",
+            "--admin",
+            "alice",
+        ])
+        .ok();
+    let doc = run.json();
+    assert_eq!(doc["workspace"], "ml-team");
+    assert_eq!(doc["admin"], "alice");
+    let token = &doc["token"];
+    assert_eq!(token["principal"], "alice");
+    assert_eq!(token["label"], "cli");
+    assert!(token["id"].is_i64());
+    assert_eq!(token["expires_at"], Value::Null);
+    let secret = token["secret"].as_str().unwrap();
+    assert!(secret.starts_with("tst_"));
+    assert!(run.stderr.contains("will not be shown again"));
+    assert!(!run.stderr.contains(secret));
+
+    let doc = env
+        .run(&[
+            "--json",
+            "user",
+            "token",
+            "issue",
+            "alice",
+            "--label",
+            "ci",
+            "--expires-in",
+            "2h",
+        ])
+        .ok()
+        .json();
+    assert!(doc["token"]["expires_at"].is_string());
+    let run = env.run(&[
+        "user",
+        "token",
+        "issue",
+        "alice",
+        "--expires-at",
+        "2001-01-01",
+    ]);
+    run.code(2);
+
+    let human = env.run(&["user", "token", "issue", "alice"]).ok();
+    let secret = human.token();
+    assert!(human.stderr.contains("issued token"));
+    assert!(human.stderr.contains("will not be shown again"));
+    assert!(!human.stderr.contains(&secret));
+    assert_eq!(env.run_as(&secret, &["whoami"]).ok().stdout, "alice\n");
+}
+
+#[test]
+fn human_output_is_aligned_tables() {
+    let env = Env::new();
+    let alice = env.init();
+    env.run(&["user", "create", "bartholomew"]).ok();
+    env.run_as(&alice, &["workspace", "invite", "ml-team", "bartholomew"])
+        .ok();
+    let text = env
+        .run_as(&alice, &["workspace", "members", "ml-team"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        text,
+        "user         role\nalice        admin\nbartholomew  member\n"
+    );
+    let text = env
+        .run_as(&alice, &["service-account", "list", "ml-team"])
+        .ok()
+        .stdout;
+    assert_eq!(text, "no service accounts\n");
+}
+
+#[test]
+fn help_is_everywhere_with_examples_and_exit_codes() {
+    let env = Env::new();
+    let top = env.run(&["--help"]).ok().stdout;
+    for needle in [
+        "exit codes:",
+        "0  success",
+        "1  denied",
+        "2  usage",
+        "3  storage",
+        "TURNSTILE_TOKEN",
+        "TURNSTILE_DB",
+        "examples:",
+    ] {
+        assert!(top.contains(needle), "{needle} missing from --help");
+    }
+    let commands: &[&[&str]] = &[
+        &["init"],
+        &["demo"],
+        &["whoami"],
+        &["user"],
+        &["user", "create"],
+        &["user", "token"],
+        &["user", "token", "issue"],
+        &["user", "token", "list"],
+        &["user", "token", "revoke"],
+        &["workspace"],
+        &["workspace", "create"],
+        &["workspace", "members"],
+        &["workspace", "invite"],
+        &["workspace", "remove-member"],
+        &["workspace", "set-role"],
+        &["workspace", "settings"],
+        &["workspace", "status"],
+        &["project"],
+        &["project", "create"],
+        &["project", "list"],
+        &["project", "delete"],
+        &["project", "members"],
+        &["project", "add-member"],
+        &["project", "remove-member"],
+        &["project", "set-member-role"],
+        &["project", "visibility"],
+        &["project", "description"],
+        &["project", "service-accounts"],
+        &["project", "add-service-account"],
+        &["project", "remove-service-account"],
+        &["project", "set-service-account-role"],
+        &["service-account"],
+        &["service-account", "create"],
+        &["service-account", "list"],
+        &["service-account", "deactivate"],
+        &["service-account", "reactivate"],
+        &["service-account", "token"],
+        &["service-account", "token", "issue"],
+        &["service-account", "token", "revoke"],
+        &["check"],
+        &["explain"],
+        &["matrix"],
+        &["audit"],
+        &["import"],
+        &["export"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = env.run(&args).ok().stdout;
+        let examples = help.split_once("examples:\n").map(|(_, e)| e);
+        assert!(
+            examples.is_some_and(|e| e.starts_with("  ") && e.contains("turnstile ")),
+            "{command:?} --help has no example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn project_list_pages_with_limit_and_after() {
+    let env = Env::new();
+    let alice = env.init();
+    for name in ["ml-team/alpha", "ml-team/bravo", "ml-team/charlie's"] {
+        env.run_as(&alice, &["project", "create", name]).ok();
+    }
+    let first = env
+        .run_as(&alice, &["--json", "project", "list", "--limit", "2"])
+        .ok()
+        .json();
+    assert_eq!(
+        first["projects"],
+        serde_json::json!(["ml-team/alpha", "ml-team/bravo"])
+    );
+    assert_eq!(first["next"], "ml-team/bravo");
+    let rest = env
+        .run_as(
+            &alice,
+            &[
+                "--json",
+                "project",
+                "list",
+                "--limit",
+                "2",
+                "--after",
+                "ml-team/bravo",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(rest["projects"], serde_json::json!(["ml-team/charlie's"]));
+    assert_eq!(rest["next"], Value::Null);
+    let text = env
+        .run_as(
+            &alice,
+            &[
+                "project",
+                "list",
+                "--limit",
+                "1",
+                "--after",
+                "ml-team/alpha",
+            ],
+        )
+        .ok()
+        .stdout;
+    assert_eq!(
+        text,
+        "project\nml-team/bravo\nmore follow: --after ml-team/bravo\n"
+    );
+    let all = env
+        .run_as(&alice, &["--json", "project", "list"])
+        .ok()
+        .json();
+    assert_eq!(all["projects"].as_array().unwrap().len(), 3);
+    assert_eq!(all["next"], Value::Null);
+}
