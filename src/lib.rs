@@ -59,3 +59,8 @@ pub use snapshot::{
     ImportSummary, ProjectSnapshot, SNAPSHOT_VERSION, ServiceAccountSnapshot, Snapshot,
     WorkspaceSnapshot,
 };
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
