@@ -1,8 +1,10 @@
-//! Builds the standard workload (`shared/WORKLOAD.md`) into a database file and runs its
-//! 200,000 checks once, printing plain timings: a quick look without criterion.
+//! Builds the standard workload (`shared/WORKLOAD.md`) into a database file, or runs its
+//! 200,000 checks against one, printing plain timings and memory: a quick look without
+//! criterion, and a way to measure the engine's resident memory in a process of its own.
 //!
 //! ```text
-//! cargo run --release --example workload -- 100000 [path/to/file.db]
+//! cargo run --release --example workload -- load 100000 /tmp/w100k.db
+//! cargo run --release --example workload -- check 100000 /tmp/w100k.db [--cache]
 //! ```
 
 #[path = "../benches/standard/workload.rs"]
@@ -10,39 +12,72 @@ mod workload;
 
 use std::time::Instant;
 
-use turnstile::Engine;
+use turnstile::{Engine, Options};
+
+fn resident_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let projects: usize = args.next().map_or(Ok(10_000), |a| a.parse())?;
-    let dir = tempfile::tempdir()?;
-    let path = args
-        .next()
-        .map_or_else(|| dir.path().join("workload.db"), Into::into);
-    if path.exists() {
-        return Err(format!("{} exists; give a new path", path.display()).into());
-    }
-    let started = Instant::now();
-    let w = workload::generate(projects);
-    println!("generated P = {projects} in {:.2?}", started.elapsed());
-
-    let engine = Engine::open(&path)?;
-    let started = Instant::now();
-    let summary = engine.import(&w.snapshot)?;
-    println!("loaded {summary:?} in {:.2?}", started.elapsed());
-    println!("file: {} bytes", std::fs::metadata(&path)?.len());
-
-    for round in 0..3 {
-        let started = Instant::now();
-        let mut allowed = 0usize;
-        for q in &w.queries {
-            allowed += usize::from(engine.check(&q.principal, &q.project, q.action)?);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: workload (load|check) PROJECTS PATH [--cache]";
+    let [mode, projects, path, rest @ ..] = args.as_slice() else {
+        return Err(usage.into());
+    };
+    let projects: usize = projects.parse()?;
+    match mode.as_str() {
+        "load" => {
+            if std::path::Path::new(path).exists() {
+                return Err(format!("{path} exists; give a new path").into());
+            }
+            let w = workload::generate(projects);
+            let engine = Engine::open(path)?;
+            let started = Instant::now();
+            let summary = engine.import(&w)?;
+            println!("loaded {summary:?} in {:.2?}", started.elapsed());
+            drop(engine);
+            println!("file: {} bytes", std::fs::metadata(path)?.len());
         }
-        let per = started.elapsed() / w.queries.len() as u32;
-        println!(
-            "round {round}: {per:.2?} per check, {:.1} % allowed",
-            100.0 * allowed as f64 / w.queries.len() as f64
-        );
+        "check" => {
+            let queries = workload::queries(projects);
+            let before = resident_mb();
+            let options = Options {
+                decision_cache: rest.iter().any(|a| a == "--cache"),
+            };
+            let engine = Engine::open_with(path, options)?;
+            for round in 0..3 {
+                let started = Instant::now();
+                let mut allowed = 0usize;
+                for q in &queries {
+                    allowed += usize::from(engine.check(&q.principal, &q.project, q.action)?);
+                }
+                let per = started.elapsed() / queries.len() as u32;
+                println!(
+                    "round {round}: {per:.2?} per check, {:.1} % allowed",
+                    100.0 * allowed as f64 / queries.len() as f64
+                );
+            }
+            let member = engine.session_for(&"u0500".parse()?)?;
+            let started = Instant::now();
+            let n = member.list_projects()?.len();
+            println!("list, member: {n} projects in {:.2?}", started.elapsed());
+            let started = Instant::now();
+            member.list_projects_page(None, 100)?;
+            println!("list, first page: {:.2?}", started.elapsed());
+            println!(
+                "resident: {:.1} MB in all, {:.1} MB more than before the engine opened",
+                resident_mb(),
+                resident_mb() - before
+            );
+        }
+        _ => return Err(usage.into()),
     }
     Ok(())
 }

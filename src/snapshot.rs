@@ -167,6 +167,9 @@ use crate::domain::names::{
 use crate::error::{Error, Result};
 use crate::repo::{NewProject, Repository, ServiceAccountId, UserId};
 
+/// Projects validated and written together by [`import`].
+const IMPORT_BATCH: usize = 1024;
+
 /// Applies a snapshot through `repo`, inside the caller's transaction. `progress` is
 /// called with (projects done, projects in all) as projects are written.
 pub(crate) fn import<R: Repository>(
@@ -275,60 +278,72 @@ pub(crate) fn import<R: Repository>(
             }
         }
         let mut explicit = explicit_keys.into_iter();
-        for p in &ws_snap.projects {
-            let name: ProjectName = p.name.parse()?;
-            let qualified = format!("{ws_name}/{name}");
-            if !names.insert(name.key().to_owned()) {
-                return Err(Error::ProjectAlreadyExists { project: qualified });
+        // Validate a batch of projects, then write it with a few multi-row statements.
+        for batch in ws_snap.projects.chunks(IMPORT_BATCH) {
+            let mut parsed: Vec<(ProjectName, ProjectKey)> = Vec::with_capacity(batch.len());
+            for p in batch {
+                let name: ProjectName = p.name.parse()?;
+                if !names.insert(name.key().to_owned()) {
+                    return Err(Error::ProjectAlreadyExists {
+                        project: format!("{ws_name}/{name}"),
+                    });
+                }
+                if p.visibility == Visibility::Public && !ws_snap.allow_public_projects {
+                    return Err(Error::VisibilityRestricted {
+                        workspace: ws_name.to_string(),
+                    });
+                }
+                let key = match p.key {
+                    Some(_) => explicit
+                        .next()
+                        .expect("one explicit key per project that gave one"),
+                    None => keys.allocate(&ProjectKey::from_name(&name)),
+                };
+                parsed.push((name, key));
             }
-            if p.visibility == Visibility::Public && !ws_snap.allow_public_projects {
-                return Err(Error::VisibilityRestricted {
-                    workspace: ws_name.to_string(),
-                });
-            }
-            let key = match p.key {
-                Some(_) => explicit
-                    .next()
-                    .expect("one explicit key per project that gave one"),
-                None => keys.allocate(&ProjectKey::from_name(&name)),
-            };
-            let project = repo.insert_project(
-                &NewProject {
+            let new: Vec<NewProject<'_>> = batch
+                .iter()
+                .zip(&parsed)
+                .map(|(p, (name, key))| NewProject {
                     workspace_id: ws,
-                    name: &name,
-                    key: &key,
+                    name,
+                    key,
                     visibility: p.visibility,
                     description: &p.description,
-                },
-                now,
-            )?;
-            for (user, role) in &p.members {
-                let user: Username = user.parse()?;
-                // INVARIANT: A7, only workspace members hold grants.
-                let id = members
-                    .get(user.key())
-                    .ok_or_else(|| Error::UserNotInWorkspace {
-                        user: user.to_string(),
-                        workspace: ws_name.to_string(),
-                    })?;
-                repo.put_user_grant(project, *id, *role)?;
-                summary.grants += 1;
+                })
+                .collect();
+            let ids = repo.insert_projects(&new, now)?;
+            let mut user_grants = Vec::new();
+            let mut sa_grants = Vec::new();
+            for (p, project) in batch.iter().zip(ids) {
+                for (user, role) in &p.members {
+                    let user: Username = user.parse()?;
+                    // INVARIANT: A7, only workspace members hold grants.
+                    let id = members
+                        .get(user.key())
+                        .ok_or_else(|| Error::UserNotInWorkspace {
+                            user: user.to_string(),
+                            workspace: ws_name.to_string(),
+                        })?;
+                    user_grants.push((project, *id, *role));
+                }
+                for (sa, role) in &p.service_accounts {
+                    let sa: ServiceAccountName = sa.parse()?;
+                    let id =
+                        accounts
+                            .get(sa.key())
+                            .ok_or_else(|| Error::ServiceAccountNotFound {
+                                account: format!("{sa}@{ws_name}"),
+                            })?;
+                    sa_grants.push((project, *id, *role));
+                }
             }
-            for (sa, role) in &p.service_accounts {
-                let sa: ServiceAccountName = sa.parse()?;
-                let id = accounts
-                    .get(sa.key())
-                    .ok_or_else(|| Error::ServiceAccountNotFound {
-                        account: format!("{sa}@{ws_name}"),
-                    })?;
-                repo.put_service_account_grant(project, *id, *role)?;
-                summary.grants += 1;
-            }
-            summary.projects += 1;
-            done += 1;
-            if done % 1000 == 0 || done == total {
-                progress(done, total);
-            }
+            repo.insert_user_grants(&user_grants)?;
+            repo.insert_service_account_grants(&sa_grants)?;
+            summary.grants += user_grants.len() + sa_grants.len();
+            summary.projects += batch.len();
+            done += batch.len();
+            progress(done, total);
         }
         repo.append_audit(&NewAuditEvent {
             at: now,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use turnstile::{Engine, IssuedToken, Options, Principal, ProjectRole};
 
-use workload::{Workload, generate};
+use turnstile::Snapshot;
+use workload::{Query, generate, queries};
 
 fn quick() -> bool {
     std::env::var_os("TURNSTILE_BENCH_QUICK").is_some()
@@ -54,21 +55,22 @@ struct Loaded {
     engine: Engine,
     /// A second engine on the same file, with the never-stale decision cache.
     cached: Engine,
-    workload: Workload,
+    snapshot: Snapshot,
+    queries: Vec<Query>,
     tokens: Vec<Option<IssuedToken>>,
 }
 
 /// Builds the workload into a fresh database file and issues a token per principal.
 fn load(projects: usize) -> Loaded {
-    let workload = generate(projects);
+    let snapshot = generate(projects);
+    let queries = queries(projects);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("bench.db");
     let engine = Engine::open(&path).expect("open");
     let started = Instant::now();
-    engine.import(&workload.snapshot).expect("import");
+    engine.import(&snapshot).expect("import");
     let load_time = started.elapsed();
-    let allowed = workload
-        .queries
+    let allowed = queries
         .iter()
         .filter(|q| {
             engine
@@ -79,8 +81,8 @@ fn load(projects: usize) -> Loaded {
     eprintln!(
         "P = {projects}: loaded in {load_time:.2?}; file {:.1} MB; {:.1} % of {} queries allowed",
         file_bytes(&path) as f64 / 1e6,
-        100.0 * allowed as f64 / workload.queries.len() as f64,
-        workload.queries.len(),
+        100.0 * allowed as f64 / queries.len() as f64,
+        queries.len(),
     );
     // Tokens: one per user and per active service account; none for deactivated ones.
     let admin = engine
@@ -109,7 +111,8 @@ fn load(projects: usize) -> Loaded {
         _dir: dir,
         engine,
         cached,
-        workload,
+        snapshot,
+        queries,
         tokens,
     }
 }
@@ -132,11 +135,11 @@ fn benches(c: &mut Criterion) {
         let Loaded {
             engine,
             cached,
-            workload,
+            snapshot,
+            queries,
             tokens,
             ..
         } = &loaded;
-        let queries = &workload.queries;
         let mut group = c.benchmark_group(format!("P={projects}"));
         if quick() {
             group
@@ -258,7 +261,7 @@ fn benches(c: &mut Criterion) {
                     (dir, engine)
                 },
                 |(dir, engine)| {
-                    engine.import(&workload.snapshot).expect("import");
+                    engine.import(snapshot).expect("import");
                     (dir, engine)
                 },
                 BatchSize::PerIteration,

@@ -36,12 +36,31 @@ pub struct Query {
     pub action: Action,
 }
 
-pub struct Workload {
-    pub snapshot: Snapshot,
-    pub queries: Vec<Query>,
+/// The 200,000 checks of the query mix, from their own generator (also seed 42), so
+/// they can be made without building the data.
+pub fn queries(projects: usize) -> Vec<Query> {
+    let mut rng = StdRng::seed_from_u64(42);
+    (0..QUERIES)
+        .map(|_| {
+            let principal = if rng.random_bool(0.8) {
+                user(rng.random_range(0..USERS))
+            } else {
+                format!(
+                    "{}@bench",
+                    service_account(rng.random_range(0..SERVICE_ACCOUNTS))
+                )
+            };
+            Query {
+                principal: principal.parse().expect("generated names are valid"),
+                project: format!("bench/{}", project(rng.random_range(0..projects))),
+                action: Action::ALL[rng.random_range(0..4)],
+            }
+        })
+        .collect()
 }
 
-pub fn generate(projects: usize) -> Workload {
+/// The data of the workload at `projects` projects, as a snapshot to import.
+pub fn generate(projects: usize) -> Snapshot {
     let mut rng = StdRng::seed_from_u64(42);
     let members: Vec<String> = (ADMINS..USERS).map(user).collect();
     let mut ws = WorkspaceSnapshot {
@@ -104,29 +123,9 @@ pub fn generate(projects: usize) -> Workload {
                 .insert(service_account(s), role);
         }
     }
-    let queries = (0..QUERIES)
-        .map(|_| {
-            let principal = if rng.random_bool(0.8) {
-                user(rng.random_range(0..USERS))
-            } else {
-                format!(
-                    "{}@bench",
-                    service_account(rng.random_range(0..SERVICE_ACCOUNTS))
-                )
-            };
-            Query {
-                principal: principal.parse().expect("generated names are valid"),
-                project: format!("bench/{}", project(rng.random_range(0..projects))),
-                action: Action::ALL[rng.random_range(0..4)],
-            }
-        })
-        .collect();
-    Workload {
-        snapshot: Snapshot {
-            version: 1,
-            users: (0..USERS).map(user).collect(),
-            workspaces: vec![ws],
-        },
-        queries,
+    Snapshot {
+        version: 1,
+        users: (0..USERS).map(user).collect(),
+        workspaces: vec![ws],
     }
 }

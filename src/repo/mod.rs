@@ -260,6 +260,16 @@ pub trait Repository {
     fn project_key_taken(&self, ws: WorkspaceId, key: &ProjectKey) -> Result<bool>;
     /// Inserts a project whose name and key are known to be free.
     fn insert_project(&self, project: &NewProject<'_>, now: i64) -> Result<ProjectId>;
+    /// Inserts many projects whose names and keys are known to be free, in few
+    /// statements; returns their ids in order.
+    fn insert_projects(&self, projects: &[NewProject<'_>], now: i64) -> Result<Vec<ProjectId>>;
+    /// Inserts many user grants that do not exist yet, in few statements.
+    fn insert_user_grants(&self, grants: &[(ProjectId, UserId, ProjectRole)]) -> Result<()>;
+    /// Inserts many service account grants that do not exist yet, in few statements.
+    fn insert_service_account_grants(
+        &self,
+        grants: &[(ProjectId, ServiceAccountId, ProjectRole)],
+    ) -> Result<()>;
     /// Deletes a project and its grants.
     fn delete_project(&self, project: ProjectId) -> Result<()>;
     /// Changes a project's visibility.

@@ -120,6 +120,10 @@ impl Store {
             .into());
         }
         configure(&conn)?;
+        // The writer alone gets a large page cache, so that a bulk import does not
+        // spill half-written pages into the log mid-transaction; `checkpoint` gives
+        // the memory back afterwards.
+        conn.pragma_update(None, "cache_size", -32 * 1024)?;
         migrate(&conn)?;
         Ok(Self {
             writer: Mutex::new(conn),
@@ -164,6 +168,7 @@ impl Store {
         if self.readers.is_some() {
             let conn = lock(&self.writer);
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = conn.execute_batch("PRAGMA shrink_memory");
         }
     }
 
@@ -212,6 +217,8 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Reads straight from the mapped file instead of copying pages into the cache.
     conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    // Statement journals (triggers, upserts) in memory, not in temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Without the planner stability guarantee, prepare_cached re-prepares statements
     // and a check costs ten times as much.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
@@ -395,6 +402,19 @@ impl SqliteRepo<'_> {
             revoked_at: row.get(7)?,
         })
     }
+}
+
+/// Rows per statement of a bulk insert: few statements, well under SQLite's limit of
+/// bound variables.
+const BULK_ROWS: usize = 256;
+
+/// `INSERT INTO <table (columns)> VALUES (?, ...), ... <suffix>` for `rows` rows.
+fn bulk_insert_sql(table: &str, columns: usize, rows: usize, suffix: &str) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!(
+        "INSERT INTO {table} VALUES {}{suffix}",
+        vec![row; rows].join(", ")
+    )
 }
 
 /// A list row of `SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role`.
@@ -733,6 +753,77 @@ impl Repository for SqliteRepo<'_> {
                 now
             ])?;
         Ok(ProjectId(self.conn.last_insert_rowid()))
+    }
+
+    fn insert_projects(&self, projects: &[NewProject<'_>], now: i64) -> Result<Vec<ProjectId>> {
+        let mut ids = Vec::with_capacity(projects.len());
+        for chunk in projects.chunks(BULK_ROWS) {
+            let sql = bulk_insert_sql(
+                "projects (workspace_id, name, name_key, key, visibility, description, created_at)",
+                7,
+                chunk.len(),
+                " RETURNING id",
+            );
+            let texts: Vec<[&str; 3]> = chunk
+                .iter()
+                .map(|p| [p.name.as_str(), p.name.key(), p.key.as_str()])
+                .collect();
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
+            for (p, [name, name_key, key]) in chunk.iter().zip(&texts) {
+                values.extend([
+                    &p.workspace_id.0 as &dyn ToSql,
+                    name,
+                    name_key,
+                    key,
+                    &p.visibility,
+                    &p.description,
+                    &now,
+                ]);
+            }
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(values.as_slice(), |r| Ok(ProjectId(r.get(0)?)))?;
+            for id in rows {
+                ids.push(id?);
+            }
+        }
+        Ok(ids)
+    }
+
+    fn insert_user_grants(&self, grants: &[(ProjectId, UserId, ProjectRole)]) -> Result<()> {
+        for chunk in grants.chunks(BULK_ROWS) {
+            let sql = bulk_insert_sql(
+                "user_grants (project_id, user_id, role)",
+                3,
+                chunk.len(),
+                "",
+            );
+            let values: Vec<&dyn ToSql> = chunk
+                .iter()
+                .flat_map(|(p, u, r)| [&p.0 as &dyn ToSql, &u.0, r])
+                .collect();
+            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn insert_service_account_grants(
+        &self,
+        grants: &[(ProjectId, ServiceAccountId, ProjectRole)],
+    ) -> Result<()> {
+        for chunk in grants.chunks(BULK_ROWS) {
+            let sql = bulk_insert_sql(
+                "service_account_grants (project_id, service_account_id, role)",
+                3,
+                chunk.len(),
+                "",
+            );
+            let values: Vec<&dyn ToSql> = chunk
+                .iter()
+                .flat_map(|(p, s, r)| [&p.0 as &dyn ToSql, &s.0, r])
+                .collect();
+            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        }
+        Ok(())
     }
 
     fn delete_project(&self, project: ProjectId) -> Result<()> {
