@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
 use crate::cache::Cache;
 use crate::domain::access::{
-    Access, Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, permits,
-    workspace_permits,
+    Access, Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, listing_plan,
+    permits, workspace_permits,
 };
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName,
@@ -945,14 +945,7 @@ impl Session<'_> {
     /// The qualified names of every project the actor can view, in workspace and
     /// project-name order (Neptune's `get_project_list`).
     pub fn list_projects(&self) -> Result<Vec<String>> {
-        self.query(|ctx| {
-            let rows = ctx.repo.project_candidates(ctx.actor)?;
-            Ok(rows
-                .into_iter()
-                .filter(|r| effective_access(r.visibility, r.standing).is_some())
-                .map(|r| r.qualified_name)
-                .collect())
-        })
+        Ok(self.query(|ctx| ctx.list(("", ""), None))?.0)
     }
 
     /// One page of [`list_projects`](Self::list_projects): up to `limit` (1 to 10,000)
@@ -979,47 +972,12 @@ impl Session<'_> {
     pub fn list_projects_page(&self, after: Option<&str>, limit: usize) -> Result<ProjectPage> {
         let limit = limit.clamp(1, 10_000);
         let cursor = after.map(str::parse::<QualifiedProjectName>).transpose()?;
-        let mut ws = cursor
+        let (ws, key) = cursor
             .as_ref()
-            .map(|c| c.workspace.to_string())
-            .unwrap_or_default();
-        let mut key = cursor
-            .as_ref()
-            .map(|c| c.project.key().to_owned())
-            .unwrap_or_default();
-        self.query(|ctx| {
-            let mut projects = Vec::with_capacity(limit);
-            loop {
-                // One more than needed, to know whether a next page exists.
-                let want = limit + 1 - projects.len();
-                let rows = ctx.repo.project_page(ctx.actor, (&ws, &key), want)?;
-                let exhausted = rows.len() < want;
-                if let Some(last) = rows.last() {
-                    let (w, _) = last
-                        .qualified_name
-                        .split_once('/')
-                        .expect("a qualified name has a slash");
-                    ws = w.to_owned();
-                    key.clone_from(&last.name_key);
-                }
-                projects.extend(
-                    rows.into_iter()
-                        .filter(|r| effective_access(r.visibility, r.standing).is_some())
-                        .map(|r| r.qualified_name),
-                );
-                if projects.len() > limit {
-                    projects.truncate(limit);
-                    let next = projects.last().cloned();
-                    return Ok(ProjectPage { projects, next });
-                }
-                if exhausted {
-                    return Ok(ProjectPage {
-                        projects,
-                        next: None,
-                    });
-                }
-            }
-        })
+            .map_or(("", ""), |c| (c.workspace.as_str(), c.project.key()));
+        let (projects, more) = self.query(|ctx| ctx.list((ws, key), Some(limit)))?;
+        let next = if more { projects.last().cloned() } else { None };
+        Ok(ProjectPage { projects, next })
     }
 
     /// Creates a project and makes the actor its owner (A1). `name` is
@@ -1888,6 +1846,61 @@ impl Session<'_> {
 }
 
 impl<R: Repository> Ctx<'_, R> {
+    /// The projects the actor can view strictly after `after` = (workspace, project
+    /// name key), in order, at most `limit`; and whether more follow.
+    ///
+    /// Per workspace, the domain's [`listing_plan`] names the visibilities the actor
+    /// sees whatever its grants; each is one range scan of a covering index, and the
+    /// actor's grants add the rest, each confirmed by the rules. No project is checked
+    /// one by one, and a page reads little more than the page.
+    fn list(&self, after: (&str, &str), limit: Option<usize>) -> Result<(Vec<String>, bool)> {
+        let mut out: Vec<String> = Vec::new();
+        for ws in self.repo.listing_workspaces(self.actor, after.0)? {
+            let after_key = if ws.name.as_str() == after.0 {
+                after.1
+            } else {
+                ""
+            };
+            // One more than the page, to know whether another page follows.
+            let want = limit.map(|l| l + 1 - out.len());
+            let plan = listing_plan(ws.standing);
+            let mut rows = Vec::new();
+            for visibility in &plan.visible {
+                rows.extend(self.repo.projects_with_visibility(
+                    ws.id,
+                    *visibility,
+                    after_key,
+                    want,
+                )?);
+            }
+            if plan.grants_add {
+                for row in self
+                    .repo
+                    .granted_projects(self.actor, ws.id, after_key, want)?
+                {
+                    let standing = ws.standing.with_grant(row.grant);
+                    if !plan.visible.contains(&row.visibility)
+                        && effective_access(row.visibility, standing).is_some()
+                    {
+                        rows.push(row);
+                    }
+                }
+            }
+            rows.sort_unstable_by(|a, b| a.name_key.cmp(&b.name_key));
+            if let Some(want) = want {
+                rows.truncate(want);
+            }
+            out.extend(rows.into_iter().map(|r| format!("{}/{}", ws.name, r.name)));
+            if let Some(limit) = limit
+                && out.len() > limit
+            {
+                out.truncate(limit);
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
+    }
+
     fn token_owner(&self) -> Result<TokenOwner> {
         match &self.record {
             ActorRecord::User(u) => Ok(TokenOwner::User(u.id)),

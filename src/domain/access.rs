@@ -35,6 +35,29 @@ pub enum Standing {
     },
 }
 
+impl Standing {
+    /// The same standing with its explicit grant replaced by `grant` (an anonymous
+    /// caller holds none).
+    pub fn with_grant(self, grant: Option<ProjectRole>) -> Self {
+        match self {
+            Self::Anonymous => Self::Anonymous,
+            Self::User { workspace_role, .. } => Self::User {
+                workspace_role,
+                grant,
+            },
+            Self::ServiceAccount {
+                active,
+                in_workspace,
+                ..
+            } => Self::ServiceAccount {
+                active,
+                in_workspace,
+                grant,
+            },
+        }
+    }
+}
+
 /// The rule that gave an effective role, for [`explain`](crate::Engine::explain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +150,35 @@ pub fn effective_access(visibility: Visibility, standing: Standing) -> Option<Ac
             Some(b) if b.role >= c.role => Some(b),
             _ => Some(c),
         })
+}
+
+/// How to list what a principal can see in one workspace, derived from
+/// [`effective_access`] alone: the visibilities whose every project it sees whatever
+/// its grants, and whether its explicit grants can add projects of other visibilities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingPlan {
+    /// Visibilities seen without a grant.
+    pub visible: Vec<Visibility>,
+    /// Whether a grant can make a project of another visibility visible.
+    pub grants_add: bool,
+}
+
+/// The [`ListingPlan`] of a principal whose standing in a workspace, grants not
+/// counted, is `standing` (its `grant` is ignored).
+pub fn listing_plan(standing: Standing) -> ListingPlan {
+    let with_grant = |grant| standing.with_grant(grant);
+    let visible: Vec<Visibility> = Visibility::ALL
+        .into_iter()
+        .filter(|v| effective_access(*v, with_grant(None)).is_some())
+        .collect();
+    let grants_add = Visibility::ALL.into_iter().any(|v| {
+        !visible.contains(&v)
+            && effective_access(v, with_grant(Some(ProjectRole::Viewer))).is_some()
+    });
+    ListingPlan {
+        visible,
+        grants_add,
+    }
 }
 
 /// An action on a project, the subject of [`check`](crate::Engine::check).
@@ -379,6 +431,39 @@ mod tests {
         assert_eq!(role(Private, foreign), None);
         assert_eq!(role(Public, foreign), Some(Viewer));
         assert_eq!(role(Workspace, user(None, None)), None);
+    }
+
+    #[test]
+    fn listing_plan_follows_the_rules() {
+        use WorkspaceRole::*;
+        let plan = |s| listing_plan(s);
+        assert_eq!(
+            plan(user(Some(Admin), None)),
+            ListingPlan {
+                visible: vec![Private, Workspace, Public],
+                grants_add: false
+            }
+        );
+        assert_eq!(
+            plan(user(Some(Member), None)),
+            ListingPlan {
+                visible: vec![Workspace, Public],
+                grants_add: true
+            }
+        );
+        let outsider = plan(user(None, None));
+        assert_eq!(
+            (outsider.visible, outsider.grants_add),
+            (vec![Public], false)
+        );
+        let sa_plan = plan(sa(true, None));
+        assert_eq!(
+            (sa_plan.visible, sa_plan.grants_add),
+            (vec![Public], true),
+            "R5"
+        );
+        let gone = plan(sa(false, None));
+        assert_eq!((gone.visible, gone.grants_add), (vec![], false), "R6");
     }
 
     #[test]

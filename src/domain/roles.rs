@@ -107,6 +107,9 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    /// Every visibility.
+    pub const ALL: [Visibility; 3] = [Self::Private, Self::Workspace, Self::Public];
+
     /// Neptune's long spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -149,18 +149,29 @@ pub struct ProjectFacts {
     pub standing: Option<crate::domain::access::Standing>,
 }
 
-/// One row of a project list, with the facts to confirm that it is visible.
+/// A workspace whose projects a principal may list, with the principal's standing
+/// there before any grant is counted.
 #[derive(Debug, Clone)]
-pub struct ProjectListRow {
-    /// `workspace/project`.
-    pub qualified_name: String,
-    /// The project's case-folded name: with the workspace, the position of the row in
-    /// list order, used as a page cursor.
-    pub name_key: String,
-    /// The project's visibility.
-    pub visibility: Visibility,
-    /// The principal's standing on it.
+pub struct ListingWorkspace {
+    /// Row id.
+    pub id: WorkspaceId,
+    /// The workspace name.
+    pub name: WorkspaceName,
+    /// The principal's standing, with `grant: None`.
     pub standing: crate::domain::access::Standing,
+}
+
+/// A project in a list.
+#[derive(Debug, Clone)]
+pub struct ListedProject {
+    /// The name as spelled at creation.
+    pub name: String,
+    /// The case-folded name: the list's order.
+    pub name_key: String,
+    /// Its visibility.
+    pub visibility: Visibility,
+    /// The principal's explicit grant, when the row comes from the grants.
+    pub grant: Option<ProjectRole>,
 }
 
 /// A user listed on a project, with the facts to compute their effective role.
@@ -337,18 +348,31 @@ pub trait Repository {
         workspace: &WorkspaceName,
         project_key: &str,
     ) -> Result<Option<ProjectFacts>>;
-    /// Every project the principal might see, ordered by workspace and project name,
-    /// with the facts to decide: a superset the domain rules then filter.
-    fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>>;
-    /// Up to `limit` projects the principal might see, strictly after the cursor
-    /// `(workspace, project name key)` in list order: a superset the domain rules then
-    /// filter. Walks the name index, so a first page costs the same at any scale.
-    fn project_page(
+    /// The workspaces named `from` or later, in name order, where the principal is a
+    /// member (or, for a service account, its own) or which hold a public project.
+    fn listing_workspaces(
         &self,
         principal: &Principal,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<ProjectListRow>>;
+        from: &str,
+    ) -> Result<Vec<ListingWorkspace>>;
+    /// Up to `limit` projects of a workspace with this visibility and a name key after
+    /// `after`, in name order.
+    fn projects_with_visibility(
+        &self,
+        ws: WorkspaceId,
+        visibility: Visibility,
+        after: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ListedProject>>;
+    /// Up to `limit` projects of a workspace on which the principal holds an explicit
+    /// grant, with a name key after `after`, in name order.
+    fn granted_projects(
+        &self,
+        principal: &Principal,
+        ws: WorkspaceId,
+        after: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ListedProject>>;
 
     /// Stores a token by its digest.
     fn insert_token(

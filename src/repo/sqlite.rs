@@ -404,6 +404,11 @@ impl SqliteRepo<'_> {
     }
 }
 
+/// SQLite's `LIMIT` for an optional limit: -1 is none.
+fn sql_limit(limit: Option<usize>) -> i64 {
+    limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// Rows per statement of a bulk insert: few statements, well under SQLite's limit of
 /// bound variables.
 const BULK_ROWS: usize = 256;
@@ -415,35 +420,6 @@ fn bulk_insert_sql(table: &str, columns: usize, rows: usize, suffix: &str) -> St
         "INSERT INTO {table} VALUES {}{suffix}",
         vec![row; rows].join(", ")
     )
-}
-
-/// A list row of `SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role`.
-fn user_list_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectListRow> {
-    let (w, p): (String, String) = (r.get(0)?, r.get(1)?);
-    Ok(ProjectListRow {
-        qualified_name: format!("{w}/{p}"),
-        name_key: r.get(2)?,
-        visibility: r.get(3)?,
-        standing: Standing::User {
-            workspace_role: r.get(4)?,
-            grant: r.get(5)?,
-        },
-    })
-}
-
-/// A list row of `SELECT w.name, p.name, p.name_key, p.visibility, active, in_workspace, g.role`.
-fn sa_list_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectListRow> {
-    let (w, p): (String, String) = (r.get(0)?, r.get(1)?);
-    Ok(ProjectListRow {
-        qualified_name: format!("{w}/{p}"),
-        name_key: r.get(2)?,
-        visibility: r.get(3)?,
-        standing: Standing::ServiceAccount {
-            active: r.get(4)?,
-            in_workspace: r.get(5)?,
-            grant: r.get(6)?,
-        },
-    })
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.service_account_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
@@ -1048,119 +1024,137 @@ impl Repository for SqliteRepo<'_> {
         Ok(facts)
     }
 
-    fn project_candidates(&self, principal: &Principal) -> Result<Vec<ProjectListRow>> {
+    fn listing_workspaces(
+        &self,
+        principal: &Principal,
+        from: &str,
+    ) -> Result<Vec<ListingWorkspace>> {
         match principal {
             Principal::User(user) => {
                 let mut stmt = self.conn.prepare_cached(
-                    "WITH me(id) AS (SELECT id FROM users WHERE name_key = ?1),
-                     candidates(id) AS (
-                        SELECT p.id FROM workspace_members m
-                        JOIN projects p ON p.workspace_id = m.workspace_id
-                        WHERE m.user_id = (SELECT id FROM me) AND (m.role = 2 OR p.visibility = 1)
-                        UNION
-                        SELECT project_id FROM user_grants WHERE user_id = (SELECT id FROM me)
-                        UNION
-                        SELECT id FROM projects WHERE visibility = 2)
-                     SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role
-                     FROM candidates c
-                     JOIN projects p ON p.id = c.id
-                     JOIN workspaces w ON w.id = p.workspace_id
-                     LEFT JOIN workspace_members m
-                            ON m.workspace_id = p.workspace_id AND m.user_id = (SELECT id FROM me)
-                     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = (SELECT id FROM me)
-                     ORDER BY w.name, p.name_key",
+                    "SELECT w.id, w.name, m.role FROM workspaces w
+                     LEFT JOIN workspace_members m ON m.workspace_id = w.id
+                          AND m.user_id = (SELECT id FROM users WHERE name_key = ?1)
+                     WHERE w.name >= ?2
+                       AND (m.role IS NOT NULL OR EXISTS (
+                            SELECT 1 FROM projects p WHERE p.workspace_id = w.id AND p.visibility = 2))
+                     ORDER BY w.name",
                 )?;
-                let rows = stmt.query_map([user.key()], user_list_row)?;
+                let rows = stmt.query_map(params![user.key(), from], |r| {
+                    Ok(ListingWorkspace {
+                        id: WorkspaceId(r.get(0)?),
+                        name: WorkspaceName::from_stored(r.get(1)?),
+                        standing: Standing::User {
+                            workspace_role: r.get(2)?,
+                            grant: None,
+                        },
+                    })
+                })?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             }
             Principal::ServiceAccount(sa) => {
                 let mut stmt = self.conn.prepare_cached(
-                    "WITH me(id, workspace_id, active) AS (
-                        SELECT s.id, s.workspace_id, s.active FROM service_accounts s
+                    "WITH me(workspace_id, active) AS (
+                        SELECT s.workspace_id, s.active FROM service_accounts s
                         JOIN workspaces w ON w.id = s.workspace_id
-                        WHERE w.name = ?1 AND s.name_key = ?2),
-                     candidates(id) AS (
-                        SELECT project_id FROM service_account_grants
-                        WHERE service_account_id = (SELECT id FROM me)
-                        UNION
-                        SELECT id FROM projects WHERE visibility = 2)
-                     SELECT w.name, p.name, p.name_key, p.visibility, (SELECT active FROM me),
-                            p.workspace_id = (SELECT workspace_id FROM me), g.role
-                     FROM candidates c
-                     JOIN projects p ON p.id = c.id
-                     JOIN workspaces w ON w.id = p.workspace_id
-                     LEFT JOIN service_account_grants g
-                            ON g.project_id = p.id AND g.service_account_id = (SELECT id FROM me)
-                     WHERE EXISTS (SELECT 1 FROM me)
-                     ORDER BY w.name, p.name_key",
+                        WHERE w.name = ?1 AND s.name_key = ?2)
+                     SELECT w.id, w.name, coalesce((SELECT active FROM me), 0),
+                            w.id IS (SELECT workspace_id FROM me)
+                     FROM workspaces w
+                     WHERE w.name >= ?3
+                       AND (w.id IS (SELECT workspace_id FROM me) OR EXISTS (
+                            SELECT 1 FROM projects p WHERE p.workspace_id = w.id AND p.visibility = 2))
+                     ORDER BY w.name",
                 )?;
                 let rows =
-                    stmt.query_map(params![sa.workspace.as_str(), sa.name.key()], sa_list_row)?;
+                    stmt.query_map(params![sa.workspace.as_str(), sa.name.key(), from], |r| {
+                        Ok(ListingWorkspace {
+                            id: WorkspaceId(r.get(0)?),
+                            name: WorkspaceName::from_stored(r.get(1)?),
+                            standing: Standing::ServiceAccount {
+                                active: r.get(2)?,
+                                in_workspace: r.get(3)?,
+                                grant: None,
+                            },
+                        })
+                    })?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             }
         }
     }
 
-    fn project_page(
+    fn projects_with_visibility(
+        &self,
+        ws: WorkspaceId,
+        visibility: Visibility,
+        after: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ListedProject>> {
+        // A range scan of the covering index projects_by_visibility.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, name_key FROM projects
+             WHERE workspace_id = ?1 AND visibility = ?2 AND name_key > ?3
+             ORDER BY name_key LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![ws.0, visibility, after, sql_limit(limit)], |r| {
+            Ok(ListedProject {
+                name: r.get(0)?,
+                name_key: r.get(1)?,
+                visibility,
+                grant: None,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn granted_projects(
         &self,
         principal: &Principal,
-        after: (&str, &str),
-        limit: usize,
-    ) -> Result<Vec<ProjectListRow>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        match principal {
-            Principal::User(user) => {
-                // Walks workspaces by name and each one's projects by the
-                // (workspace_id, name_key) index, stopping at the limit: no sort.
-                let mut stmt = self.conn.prepare_cached(
-                    "WITH me(id) AS (SELECT id FROM users WHERE name_key = ?1)
-                     SELECT w.name, p.name, p.name_key, p.visibility, m.role, g.role
-                     FROM workspaces w
-                     JOIN projects p ON p.workspace_id = w.id
-                     LEFT JOIN workspace_members m
-                            ON m.workspace_id = w.id AND m.user_id = (SELECT id FROM me)
-                     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = (SELECT id FROM me)
-                     WHERE (w.name > ?2 OR (w.name = ?2 AND p.name_key > ?3))
-                       AND (m.role IS NOT NULL OR p.visibility = 2)
-                       AND (m.role = 2 OR p.visibility <> 0 OR g.role IS NOT NULL)
-                     ORDER BY w.name, p.name_key
-                     LIMIT ?4",
-                )?;
-                let rows =
-                    stmt.query_map(params![user.key(), after.0, after.1, limit], user_list_row)?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
-            }
-            Principal::ServiceAccount(sa) => {
-                let mut stmt = self.conn.prepare_cached(
-                    "WITH me(id, workspace_id, active) AS (
-                        SELECT s.id, s.workspace_id, s.active FROM service_accounts s
-                        JOIN workspaces w ON w.id = s.workspace_id
-                        WHERE w.name = ?1 AND s.name_key = ?2)
-                     SELECT w.name, p.name, p.name_key, p.visibility, (SELECT active FROM me),
-                            p.workspace_id = (SELECT workspace_id FROM me), g.role
-                     FROM workspaces w
-                     JOIN projects p ON p.workspace_id = w.id
-                     LEFT JOIN service_account_grants g
-                            ON g.project_id = p.id AND g.service_account_id = (SELECT id FROM me)
-                     WHERE EXISTS (SELECT 1 FROM me)
-                       AND (w.name > ?3 OR (w.name = ?3 AND p.name_key > ?4))
-                       AND (g.role IS NOT NULL OR p.visibility = 2)
-                     ORDER BY w.name, p.name_key
-                     LIMIT ?5",
-                )?;
-                let rows = stmt.query_map(
-                    params![
-                        sa.workspace.as_str(),
-                        sa.name.key(),
-                        after.0,
-                        after.1,
-                        limit
-                    ],
-                    sa_list_row,
-                )?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
-            }
-        }
+        ws: WorkspaceId,
+        after: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ListedProject>> {
+        // CROSS JOIN keeps the grants (a few per principal) as the outer loop: the
+        // planner would otherwise walk the workspace's projects in name order to
+        // serve ORDER BY ... LIMIT, probing for a grant at each.
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(ListedProject {
+                name: r.get(0)?,
+                name_key: r.get(1)?,
+                visibility: r.get(2)?,
+                grant: r.get(3)?,
+            })
+        };
+        let rows = match principal {
+            Principal::User(user) => self
+                .conn
+                .prepare_cached(
+                    "SELECT p.name, p.name_key, p.visibility, g.role
+                     FROM user_grants g CROSS JOIN projects p ON p.id = g.project_id
+                     WHERE g.user_id = (SELECT id FROM users WHERE name_key = ?1)
+                       AND p.workspace_id = ?2 AND p.name_key > ?3
+                     ORDER BY p.name_key LIMIT ?4",
+                )?
+                .query_map(params![user.key(), ws.0, after, sql_limit(limit)], row)?
+                .collect::<rusqlite::Result<_>>()?,
+            Principal::ServiceAccount(sa) => self
+                .conn
+                .prepare_cached(
+                    "SELECT p.name, p.name_key, p.visibility, g.role
+                     FROM service_account_grants g CROSS JOIN projects p ON p.id = g.project_id
+                     WHERE g.service_account_id = (
+                            SELECT s.id FROM service_accounts s JOIN workspaces w ON w.id = s.workspace_id
+                            WHERE w.name = ?1 AND s.name_key = ?2)
+                       AND p.workspace_id = ?3 AND p.name_key > ?4
+                     ORDER BY p.name_key LIMIT ?5",
+                )?
+                .query_map(
+                    params![sa.workspace.as_str(), sa.name.key(), ws.0, after, sql_limit(limit)],
+                    row,
+                )?
+                .collect::<rusqlite::Result<_>>()?,
+        };
+        Ok(rows)
     }
 
     fn insert_token(
