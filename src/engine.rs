@@ -73,11 +73,34 @@ struct Caches {
     tokens: Cache<TokenEntry>,
 }
 
+/// Facts cached for one (principal, project) pair. The full key is kept, compactly,
+/// so that a hash collision is a miss and never another pair's answer.
 struct FactsEntry {
-    principal: Principal,
-    project: String,
+    /// The pair's [`facts_key_parts`], concatenated.
+    key: Box<str>,
     standing: Standing,
     visibility: Visibility,
+}
+
+/// The parts of a facts-cache key: the principal's case-folded name, a NUL (which no
+/// name contains), the project as given.
+fn facts_key_parts<'a>(principal: &'a Principal, project: &'a str) -> [&'a str; 5] {
+    match principal {
+        Principal::User(u) => [u.key(), "", "", "\0", project],
+        Principal::ServiceAccount(sa) => [sa.name.key(), "@", sa.workspace.as_str(), "\0", project],
+    }
+}
+
+/// Whether `stored` is exactly the concatenation of `parts`, without building it.
+fn key_matches(stored: &str, parts: &[&str]) -> bool {
+    let mut rest = stored;
+    for part in parts {
+        match rest.strip_prefix(part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 struct TokenEntry {
@@ -521,18 +544,17 @@ impl Engine {
         let (Some(principal), Some((cache, stamp))) = (principal, self.cached()) else {
             return self.facts_from_storage(principal, project);
         };
-        let hash = cache.facts.hash((principal, project));
+        let parts = facts_key_parts(principal, project);
+        let hash = cache.facts.hash(parts);
         let hit = cache.facts.get(&stamp, hash, |e| {
-            (e.principal == *principal && e.project == project)
-                .then_some((e.standing, e.visibility))
+            key_matches(&e.key, &parts).then_some((e.standing, e.visibility))
         });
         if let Some(hit) = hit {
             return Ok(hit);
         }
         let (standing, visibility) = self.facts_from_storage(Some(principal), project)?;
         let entry = FactsEntry {
-            principal: principal.clone(),
-            project: project.to_owned(),
+            key: parts.concat().into_boxed_str(),
             standing,
             visibility,
         };
