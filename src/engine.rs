@@ -26,7 +26,7 @@ use crate::domain::names::{
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{ChangeStamp, SqliteRepo, Store};
+use crate::repo::sqlite::{ChangeProbe, ChangeStamp, SqliteRepo, Store};
 use crate::repo::{
     NewProject, ProjectRecord, Repository, ServiceAccountRecord, TokenId, TokenOwner, TokenRecord,
     UserRecord, WorkspaceRecord,
@@ -69,6 +69,7 @@ pub struct Engine {
 }
 
 struct Caches {
+    probe: std::sync::Arc<ChangeProbe>,
     facts: Cache<FactsEntry>,
     tokens: Cache<TokenEntry>,
 }
@@ -272,7 +273,13 @@ impl Engine {
     /// ```
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
         let store = Store::open(path.as_ref())?;
-        let cache = (options.decision_cache && store.probe().is_some()).then(|| Caches {
+        let probe = if options.decision_cache {
+            store.probe()?
+        } else {
+            None
+        };
+        let cache = probe.map(|probe| Caches {
+            probe,
             facts: Cache::new(),
             tokens: Cache::new(),
         });
@@ -291,7 +298,7 @@ impl Engine {
     /// can be read; the stamp is taken before any look-up it will vouch for.
     fn cached(&self) -> Option<(&Caches, ChangeStamp)> {
         let cache = self.cache.as_ref()?;
-        Some((cache, self.store.probe()?.stamp()?))
+        Some((cache, cache.probe.stamp()?))
     }
 
     /// Creates a user. Called by the embedding application, without an actor.

@@ -5,9 +5,10 @@
 //! connection from a small pool, so readers never wait on each other or on the
 //! writer (WAL). An in-memory database has a single connection for both.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -36,8 +37,6 @@ pub(crate) struct Store {
     writer: Mutex<Connection>,
     /// `None` for an in-memory database, whose reads use the writer.
     readers: Option<ReaderPool>,
-    /// `None` for an in-memory database.
-    probe: Option<ChangeProbe>,
 }
 
 /// A value that changes whenever any connection of any process commits to the
@@ -56,30 +55,43 @@ pub(crate) type ChangeStamp = [u8; 52];
 /// Unequal copies (a header being written) yield no stamp, and the caller goes to SQL.
 pub(crate) struct ChangeProbe {
     db: std::fs::File,
-    shm_path: PathBuf,
-    shm: std::sync::OnceLock<Option<std::fs::File>>,
+    shm: std::fs::File,
 }
 
+/// Every probe this process opened, by the database file's device and inode. Never
+/// emptied: closing any descriptor of a file drops every POSIX lock the process holds
+/// on it, SQLite's included ("How To Corrupt An SQLite Database", 2.2), so a probe's
+/// descriptors stay open for the life of the process: two per database file.
+static PROBES: Mutex<Option<HashMap<FileId, Arc<ChangeProbe>>>> = Mutex::new(None);
+
+/// A file's device and inode numbers.
+type FileId = (u64, u64);
+
 impl ChangeProbe {
-    fn open(path: &Path) -> Result<Self> {
+    /// The probe of the database at `path`, which must be open in WAL mode.
+    fn of(path: &Path) -> Result<Arc<Self>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        let mut probes = lock(&PROBES);
+        let probes = probes.get_or_insert_with(HashMap::new);
+        if let Some(probe) = probes.get(&(meta.dev(), meta.ino())) {
+            return Ok(probe.clone());
+        }
         let mut shm_path = path.as_os_str().to_owned();
         shm_path.push("-shm");
-        Ok(Self {
+        let probe = Arc::new(Self {
             db: std::fs::File::open(path)?,
-            shm_path: shm_path.into(),
-            shm: std::sync::OnceLock::new(),
-        })
+            shm: std::fs::File::open(shm_path)?,
+        });
+        probes.insert((meta.dev(), meta.ino()), probe.clone());
+        Ok(probe)
     }
 
     /// The current stamp, or `None` if it cannot be read consistently right now.
     pub(crate) fn stamp(&self) -> Option<ChangeStamp> {
         use std::os::unix::fs::FileExt;
-        let shm = self
-            .shm
-            .get_or_init(|| std::fs::File::open(&self.shm_path).ok())
-            .as_ref()?;
         let mut header = [0u8; 96];
-        shm.read_exact_at(&mut header, 0).ok()?;
+        self.shm.read_exact_at(&mut header, 0).ok()?;
         if header[..48] != header[48..] {
             return None;
         }
@@ -131,13 +143,15 @@ impl Store {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
             }),
-            probe: Some(ChangeProbe::open(path)?),
         })
     }
 
-    /// The change probe of a file database.
-    pub(crate) fn probe(&self) -> Option<&ChangeProbe> {
-        self.probe.as_ref()
+    /// The change probe of a file database; `None` in memory.
+    pub(crate) fn probe(&self) -> Result<Option<Arc<ChangeProbe>>> {
+        match &self.readers {
+            Some(pool) => Ok(Some(ChangeProbe::of(&pool.path)?)),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
@@ -147,7 +161,6 @@ impl Store {
         Ok(Self {
             writer: Mutex::new(conn),
             readers: None,
-            probe: None,
         })
     }
 
