@@ -138,6 +138,8 @@ pub struct IssuedToken {
     pub principal: Principal,
     /// Its label.
     pub label: String,
+    /// When it expires, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
     secret: String,
 }
 
@@ -159,6 +161,7 @@ impl fmt::Debug for IssuedToken {
             .field("id", &self.id)
             .field("principal", &self.principal)
             .field("label", &self.label)
+            .field("expires_at", &self.expires_at)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -398,6 +401,7 @@ impl Engine {
                 id,
                 principal: Principal::User(user.name),
                 label: label.to_owned(),
+                expires_at: expires_at.map(to_time),
                 secret: new.secret.clone(),
             })
         })
@@ -540,6 +544,13 @@ impl Engine {
     /// ```
     pub fn explain(&self, principal: &Principal, project: &str) -> Result<Option<Access>> {
         let (standing, visibility) = self.facts(Some(principal), project)?;
+        Ok(effective_access(visibility, standing))
+    }
+
+    /// The effective role of an anonymous caller on `project`: viewer on a public
+    /// project (R4), else `None`.
+    pub fn explain_anonymous(&self, project: &str) -> Result<Option<Access>> {
+        let (standing, visibility) = self.facts(None, project)?;
         Ok(effective_access(visibility, standing))
     }
 
@@ -905,6 +916,7 @@ impl<'a, R: Repository> Ctx<'a, R> {
             id,
             principal: Principal::ServiceAccount(full.clone()),
             label: label.to_owned(),
+            expires_at: None,
             secret: new.secret,
         })
     }

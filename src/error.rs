@@ -267,9 +267,7 @@ pub(crate) enum StorageCause {
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            StorageCause::Sqlite(rusqlite::Error::SqliteFailure(e, Some(msg))) => {
-                write!(f, "{msg} ({})", e.code_name())
-            }
+            StorageCause::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => f.write_str(msg),
             StorageCause::Sqlite(rusqlite::Error::SqliteFailure(e, None)) => write!(f, "{e}"),
             StorageCause::Sqlite(other) => write!(f, "{other}"),
             StorageCause::Io(e) => write!(f, "{e}"),
@@ -282,28 +280,6 @@ impl std::error::Error for StorageError {
         match &self.0 {
             StorageCause::Sqlite(e) => Some(e),
             StorageCause::Io(e) => Some(e),
-        }
-    }
-}
-
-trait CodeName {
-    fn code_name(&self) -> &'static str;
-}
-
-impl CodeName for rusqlite::ffi::Error {
-    fn code_name(&self) -> &'static str {
-        use rusqlite::ErrorCode::*;
-        match self.code {
-            DatabaseBusy => "busy",
-            DatabaseLocked => "locked",
-            ReadOnly => "read-only",
-            DiskFull => "disk full",
-            DatabaseCorrupt => "corrupt",
-            CannotOpen => "cannot open",
-            ConstraintViolation => "constraint",
-            NotADatabase => "not a database",
-            SystemIoFailure => "i/o",
-            _ => "sqlite",
         }
     }
 }
