@@ -706,6 +706,15 @@ ops! {
     READ_AUDIT = "audit.read", "read the audit log";
 }
 
+/// A project a call may act on, with its workspace and its name for messages and the
+/// audit log.
+struct ProjectScope {
+    ws: WorkspaceRecord,
+    project: ProjectRecord,
+    /// `workspace/Project`, as spelled at creation.
+    target: String,
+}
+
 /// A refused call, recorded after its transaction rolled back (L1).
 struct Denial {
     workspace: String,
@@ -838,7 +847,7 @@ impl<'a, R: Repository> Ctx<'a, R> {
         name: &QualifiedProjectName,
         action: Action,
         op: Op,
-    ) -> Result<(WorkspaceRecord, ProjectRecord)> {
+    ) -> Result<ProjectScope> {
         let not_found = || Error::ProjectNotFound {
             project: name.to_string(),
         };
@@ -862,7 +871,11 @@ impl<'a, R: Repository> Ctx<'a, R> {
         if !allowed(action) {
             return Err(self.permission_denied(&ws.name, op, &target));
         }
-        Ok((ws, project))
+        Ok(ProjectScope {
+            ws,
+            project,
+            target,
+        })
     }
 
     fn audit(
@@ -1139,12 +1152,16 @@ impl Session<'_> {
     pub fn delete_project(&self, project: &str) -> Result<()> {
         let name: QualifiedProjectName = project.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Delete, DELETE_PROJECT)?;
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Delete, DELETE_PROJECT)?;
             ctx.repo.delete_project(p.id)?;
             ctx.audit(
                 &ws.name,
                 DELETE_PROJECT,
-                &format!("{}/{}", ws.name, p.name),
+                &target,
                 json!({ "key": p.key.as_str() }),
             )
         })
@@ -1155,7 +1172,8 @@ impl Session<'_> {
     pub fn project_members(&self, project: &str) -> Result<BTreeMap<String, ProjectRole>> {
         let name: QualifiedProjectName = project.parse()?;
         self.query(|ctx| {
-            let (_, p) = ctx.require_project(&name, Action::View, VIEW_PROJECT)?;
+            let ProjectScope { project: p, .. } =
+                ctx.require_project(&name, Action::View, VIEW_PROJECT)?;
             let users = ctx
                 .repo
                 .project_users(p.id, p.visibility == Visibility::Workspace)?;
@@ -1183,8 +1201,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let username: Username = username.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, ADD_MEMBER)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, ADD_MEMBER)?;
             let user = ctx
                 .repo
                 .user(&username)?
@@ -1224,8 +1245,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let username: Username = username.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, REMOVE_MEMBER)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, REMOVE_MEMBER)?;
             let without_access = || Error::UserNotExistsOrWithoutAccess {
                 user: username.to_string(),
                 project: target.clone(),
@@ -1260,8 +1284,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let username: Username = username.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, SET_MEMBER_ROLE)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, SET_MEMBER_ROLE)?;
             let without_access = || Error::UserNotExistsOrWithoutAccess {
                 user: username.to_string(),
                 project: target.clone(),
@@ -1464,7 +1491,11 @@ impl Session<'_> {
     pub fn set_project_visibility(&self, project: &str, visibility: Visibility) -> Result<()> {
         let name: QualifiedProjectName = project.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, SET_VISIBILITY)?;
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, SET_VISIBILITY)?;
             if visibility == Visibility::Public && !ws.allow_public_projects {
                 return Err(Error::VisibilityRestricted {
                     workspace: ws.name.to_string(),
@@ -1474,7 +1505,7 @@ impl Session<'_> {
             ctx.audit(
                 &ws.name,
                 SET_VISIBILITY,
-                &format!("{}/{}", ws.name, p.name),
+                &target,
                 json!({ "from": p.visibility, "to": visibility }),
             )
         })
@@ -1484,14 +1515,13 @@ impl Session<'_> {
     pub fn set_project_description(&self, project: &str, description: &str) -> Result<()> {
         let name: QualifiedProjectName = project.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, SET_DESCRIPTION)?;
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, SET_DESCRIPTION)?;
             ctx.repo.set_project_description(p.id, description)?;
-            ctx.audit(
-                &ws.name,
-                SET_DESCRIPTION,
-                &format!("{}/{}", ws.name, p.name),
-                json!({}),
-            )
+            ctx.audit(&ws.name, SET_DESCRIPTION, &target, json!({}))
         })
     }
 
@@ -1720,7 +1750,8 @@ impl Session<'_> {
     pub fn project_service_accounts(&self, project: &str) -> Result<BTreeMap<String, ProjectRole>> {
         let name: QualifiedProjectName = project.parse()?;
         self.query(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::View, VIEW_PROJECT)?;
+            let ProjectScope { ws, project: p, .. } =
+                ctx.require_project(&name, Action::View, VIEW_PROJECT)?;
             Ok(ctx
                 .repo
                 .project_service_accounts(p.id)?
@@ -1741,8 +1772,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let full: ServiceAccountFullName = service_account.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, ADD_SA)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, ADD_SA)?;
             let sa = ctx.assignable_service_account(&ws, &full)?;
             if let Some(role) = ctx.repo.service_account_grant(p.id, sa.id)? {
                 return Err(Error::ServiceAccountAlreadyHasAccess {
@@ -1771,8 +1805,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let full: ServiceAccountFullName = service_account.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, REMOVE_SA)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, REMOVE_SA)?;
             let without_access = || Error::ServiceAccountNotExistsOrWithoutAccess {
                 account: full.to_string(),
                 project: target.clone(),
@@ -1805,8 +1842,11 @@ impl Session<'_> {
         let name: QualifiedProjectName = project.parse()?;
         let full: ServiceAccountFullName = service_account.parse()?;
         self.mutate(|ctx| {
-            let (ws, p) = ctx.require_project(&name, Action::Manage, SET_SA_ROLE)?;
-            let target = format!("{}/{}", ws.name, p.name);
+            let ProjectScope {
+                ws,
+                project: p,
+                target,
+            } = ctx.require_project(&name, Action::Manage, SET_SA_ROLE)?;
             let sa = ctx.assignable_service_account(&ws, &full)?;
             let from = ctx
                 .repo
