@@ -124,13 +124,7 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // D1: refuse a newer database before anything writes to it, WAL mode included.
         refuse_newer(&conn)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(std::io::Error::other(format!(
-                "the database refused WAL mode (journal mode `{mode}`)"
-            ))
-            .into());
-        }
+        enable_wal(&conn)?;
         configure(&conn)?;
         // The writer alone gets a large page cache, so that a bulk import does not
         // spill half-written pages into the log mid-transaction; `checkpoint` gives
@@ -211,6 +205,48 @@ impl Store {
             idle.push(conn);
         }
         out
+    }
+}
+
+/// Whether an error is SQLite's "busy" or "locked", which waiting can cure.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Puts the database in WAL mode (D2). Switching a file's journal mode needs it to
+/// itself, and SQLite reports `SQLITE_BUSY` at once rather than waiting out the busy
+/// timeout, so when several processes open a new file together the switch is retried,
+/// with backoff, until one of them has made it or [`BUSY_TIMEOUT`] passes.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mode = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                }
+            });
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(std::io::Error::other(format!(
+                    "the database refused WAL mode (journal mode `{mode}`)"
+                ))
+                .into());
+            }
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
