@@ -277,7 +277,7 @@ impl Engine {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
         let store = Store::open(path.as_ref())?;
         let probe = if options.decision_cache {
-            store.probe()?
+            store.probe()
         } else {
             None
         };

@@ -36,7 +36,7 @@ const MAX_IDLE_READERS: usize = 8;
 pub(crate) struct Store {
     writer: Mutex<Connection>,
     /// `None` for an in-memory database, whose reads use the writer.
-    readers: Option<ReaderPool>,
+    readers: Option<Arc<ReaderPool>>,
 }
 
 /// A value that changes whenever any connection of any process commits to the
@@ -104,7 +104,35 @@ impl ChangeProbe {
 
 struct ReaderPool {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Reader>>,
+    probe: Arc<ChangeProbe>,
+    /// Whether idle readers may keep their snapshot: only while the janitor runs.
+    keep_snapshots: std::sync::atomic::AtomicBool,
+}
+
+/// How often the janitor ends the stale snapshots of idle readers. An open snapshot
+/// keeps the checkpointer from copying later commits into the database file, so this
+/// bounds how long an idle reader can hold the log back: a commit by any process is
+/// followed within this period by the release of every idle reader's older snapshot.
+const JANITOR_PERIOD: Duration = Duration::from_millis(50);
+
+/// A pooled read connection. Between calls it may keep a read transaction open,
+/// together with the [`ChangeStamp`] read just before that transaction began: while the
+/// stamp is unchanged, nothing has been committed since, the open snapshot is the
+/// current state, and a check reuses it without taking SQLite's file locks again.
+struct Reader {
+    conn: Connection,
+    snapshot: Option<ChangeStamp>,
+}
+
+impl Reader {
+    /// Ends the open read transaction, if any.
+    fn release(&mut self) -> Result<()> {
+        if self.snapshot.take().is_some() && !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,19 +161,13 @@ impl Store {
         migrate(&conn)?;
         Ok(Self {
             writer: Mutex::new(conn),
-            readers: Some(ReaderPool {
-                path: path.to_owned(),
-                idle: Mutex::new(Vec::new()),
-            }),
+            readers: Some(ReaderPool::start(path)?),
         })
     }
 
     /// The change probe of a file database; `None` in memory.
-    pub(crate) fn probe(&self) -> Result<Option<Arc<ChangeProbe>>> {
-        match &self.readers {
-            Some(pool) => Ok(Some(ChangeProbe::of(&pool.path)?)),
-            None => Ok(None),
-        }
+    pub(crate) fn probe(&self) -> Option<Arc<ChangeProbe>> {
+        self.readers.as_ref().map(|pool| pool.probe.clone())
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
@@ -172,7 +194,8 @@ impl Store {
     /// reads after a bulk load find pages in the file (and its memory map) rather than
     /// searching the log. Skipped while readers pin the log; never fails a call.
     pub(crate) fn checkpoint(&self) {
-        if self.readers.is_some() {
+        if let Some(pool) = &self.readers {
+            pool.release_idle();
             let conn = lock(&self.writer);
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             let _ = conn.execute_batch("PRAGMA shrink_memory");
@@ -181,30 +204,114 @@ impl Store {
 
     /// Runs `f` in one read transaction: a consistent snapshot, not blocking writers.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
-        self.with_connection(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            let out = f(&SqliteRepo { conn: &tx })?;
-            tx.finish()?;
-            Ok(out)
+        let Some(pool) = &self.readers else {
+            return read_in(&lock(&self.writer), f);
+        };
+        pool.with_reader(|reader| {
+            reader.release()?;
+            read_in(&reader.conn, f)
         })
     }
 
-    /// Runs `f` on a read connection without a transaction: for single statements,
-    /// which SQLite runs on a snapshot of their own.
+    /// Runs `f`, a single statement, on the current state of the database. On a file
+    /// database it runs in a read transaction kept open from earlier calls while no
+    /// commit has happened since (see [`Reader`]), else in a new one.
     pub(crate) fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let Some(pool) = &self.readers else {
             return f(&lock(&self.writer));
         };
-        let conn = match lock(&pool.idle).pop() {
-            Some(conn) => conn,
-            None => open_reader(&pool.path)?,
+        pool.with_reader(|reader| {
+            // INVARIANT: T4, the stamp is read before the snapshot it vouches for is
+            // taken, so an unchanged stamp proves that no commit came after the snapshot.
+            let now = pool.probe.stamp();
+            if reader.snapshot.is_none() || reader.snapshot != now {
+                reader.release()?;
+                if let Some(now) = now {
+                    reader.conn.execute_batch("BEGIN")?;
+                    reader.snapshot = Some(now);
+                }
+            }
+            let out = f(&reader.conn);
+            if out.is_err() {
+                // An error may have ended the transaction; start afresh next time.
+                let _ = reader.release();
+            }
+            out
+        })
+    }
+}
+
+fn read_in<T>(conn: &Connection, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.unchecked_transaction()?;
+    let out = f(&SqliteRepo { conn: &tx })?;
+    tx.finish()?;
+    Ok(out)
+}
+
+impl ReaderPool {
+    /// A pool for the database at `path`, with its janitor thread, which ends when the
+    /// pool is dropped.
+    fn start(path: &Path) -> Result<Arc<Self>> {
+        let pool = Arc::new(Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            probe: ChangeProbe::of(path)?,
+            keep_snapshots: std::sync::atomic::AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&pool);
+        let janitor = std::thread::Builder::new()
+            .name("turnstile-readers".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(JANITOR_PERIOD);
+                    let Some(pool) = weak.upgrade() else { return };
+                    pool.release_stale();
+                }
+            });
+        // Without a janitor, readers end their snapshot at the end of every call.
+        pool.keep_snapshots
+            .store(janitor.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        Ok(pool)
+    }
+
+    /// Ends the snapshots of idle readers that a commit has made stale.
+    fn release_stale(&self) {
+        let now = self.probe.stamp();
+        for reader in lock(&self.idle).iter_mut() {
+            if now.is_none() || reader.snapshot != now {
+                let _ = reader.release();
+            }
+        }
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T>) -> Result<T> {
+        let popped = lock(&self.idle).pop();
+        let mut reader = match popped {
+            Some(reader) => reader,
+            None => Reader {
+                conn: open_reader(&self.path)?,
+                snapshot: None,
+            },
         };
-        let out = f(&conn);
-        let mut idle = lock(&pool.idle);
+        let out = f(&mut reader);
+        if !self
+            .keep_snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let _ = reader.release();
+        }
+        let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
+            idle.push(reader);
         }
         out
+    }
+
+    /// Ends the read transactions of idle connections, so that none pins the log.
+    fn release_idle(&self) {
+        for reader in lock(&self.idle).iter_mut() {
+            let _ = reader.release();
+        }
     }
 }
 
