@@ -418,10 +418,43 @@ impl Engine {
     }
 
     /// Token to decision in one call: [`authenticate`](Self::authenticate), then
-    /// [`check`](Self::check).
+    /// [`check`](Self::check). Without the decision cache, one statement takes the
+    /// token and the facts together.
     pub fn authorize(&self, token: &str, project: &str, action: Action) -> Result<bool> {
+        if self.cache.is_none()
+            && let Ok(name) = project.parse::<QualifiedProjectName>()
+        {
+            let digest = token::parse(token)?;
+            let now = now_ms();
+            let found = self.store.with_connection(|conn| {
+                SqliteRepo { conn }.token_project_facts(
+                    &digest,
+                    &name.workspace,
+                    name.project.key(),
+                )
+            })?;
+            if let Some(f) = found {
+                // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
+                if f.revoked || f.expires_at.is_some_and(|e| e <= now) || !f.principal_active {
+                    return Err(Error::InvalidToken);
+                }
+                self.record_use(f.token_id, f.last_used_at, now);
+                let access = effective_access(f.visibility, f.standing);
+                return Ok(permits(f.standing, access, action));
+            }
+            // No row: an unknown token or an unknown project. The two steps below
+            // tell which, the token first, so an unauthenticated caller learns nothing.
+        }
         let principal = self.principal_of_token(token)?;
         self.check(&principal, project, action)
+    }
+
+    /// Records a use of a token unless one was recorded within the last minute.
+    /// Bookkeeping only: a failure to record it must not refuse a valid token.
+    fn record_use(&self, token: TokenId, last_used_at: Option<i64>, now: i64) {
+        if last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
+            let _ = self.store.write(|repo| repo.touch_token(token, now));
+        }
     }
 
     fn principal_of_token(&self, token: &str) -> Result<Principal> {
@@ -472,11 +505,8 @@ impl Engine {
                     cache.tokens.insert(stamp, hash, entry);
                 }
             }
-            // Bookkeeping only: a failure to record the use must not refuse a valid
-            // token. The write changes the stamp, so there is nothing to cache now.
-            None => {
-                let _ = self.store.write(|repo| repo.touch_token(t.id, now));
-            }
+            // The write changes the stamp, so there is nothing to cache now.
+            None => self.record_use(t.id, t.last_used_at, now),
         }
         Ok(found.principal)
     }

@@ -421,3 +421,43 @@ fn last_use_is_recorded_at_most_once_a_minute() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn t3_authorize_judges_the_token_before_the_project() -> Result<()> {
+    let engine = Engine::open_in_memory()?;
+    let sa = world(&engine)?;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = Engine::open(dir.path().join("t.db"))?;
+    let file_sa = world(&file)?;
+    for (engine, sa) in [(&engine, &sa), (&file, &file_sa)] {
+        let revoked = engine.issue_user_token("bob", "old", None)?;
+        engine
+            .authenticate(revoked.secret())?
+            .revoke_token(revoked.id.0)?;
+        // An unauthenticated caller learns nothing about projects.
+        for project in ["ml-team/cls", "ml-team/nope", "no-such/cls", "not a name"] {
+            assert!(is_invalid_token(engine.authorize(
+                revoked.secret(),
+                project,
+                Action::View
+            )));
+            assert!(is_invalid_token(engine.authorize(
+                "tst_made_up",
+                project,
+                Action::View
+            )));
+        }
+        // An authenticated one gets the project's own error.
+        assert!(matches!(
+            engine.authorize(sa, "ml-team/nope", Action::View),
+            Err(Error::ProjectNotFound { .. })
+        ));
+        assert!(matches!(
+            engine.authorize(sa, "not a name", Action::View),
+            Err(Error::InvalidProjectName { .. })
+        ));
+        assert!(engine.authorize(sa, "ml-team/cls", Action::Edit)?);
+        assert!(!engine.authorize(sa, "ml-team/cls", Action::Manage)?);
+    }
+    Ok(())
+}

@@ -140,6 +140,26 @@ pub struct TokenLookup {
     pub principal_active: bool,
 }
 
+/// A token and, in the same look-up, the facts about its principal and one project:
+/// the whole of `authorize` in one statement.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenProjectFacts {
+    /// The token's id.
+    pub token_id: TokenId,
+    /// Its expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Its last recorded use, Unix milliseconds.
+    pub last_used_at: Option<i64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// `false` for a deactivated service account's token.
+    pub principal_active: bool,
+    /// The project's visibility.
+    pub visibility: Visibility,
+    /// The principal's standing on the project.
+    pub standing: crate::domain::access::Standing,
+}
+
 /// The facts about one principal and one project that the rules of SPEC §3 decide on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProjectFacts {
@@ -385,6 +405,14 @@ pub trait Repository {
     ) -> Result<TokenId>;
     /// The token with this digest and its principal.
     fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenLookup>>;
+    /// The token with this digest with its principal's facts on one project; `None`
+    /// if there is no such token or no such project.
+    fn token_project_facts(
+        &self,
+        digest: &TokenDigest,
+        workspace: &WorkspaceName,
+        project_key: &str,
+    ) -> Result<Option<TokenProjectFacts>>;
     /// Every token of an owner, newest first.
     fn tokens_of(&self, owner: TokenOwner) -> Result<Vec<TokenRecord>>;
     /// Revokes one token; `false` if it was not live.

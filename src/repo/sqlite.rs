@@ -1366,6 +1366,59 @@ impl Repository for SqliteRepo<'_> {
             .optional()?)
     }
 
+    fn token_project_facts(
+        &self,
+        digest: &TokenDigest,
+        workspace: &WorkspaceName,
+        project_key: &str,
+    ) -> Result<Option<TokenProjectFacts>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.expires_at, t.last_used_at, t.revoked_at IS NOT NULL,
+                        t.service_account_id IS NOT NULL, coalesce(s.active, 1),
+                        s.workspace_id IS w.id, p.visibility, m.role, ug.role, sg.role
+                 FROM tokens t
+                 JOIN workspaces w ON w.name = ?2
+                 JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?3
+                 LEFT JOIN service_accounts s ON s.id = t.service_account_id
+                 LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = t.user_id
+                 LEFT JOIN user_grants ug ON ug.project_id = p.id AND ug.user_id = t.user_id
+                 LEFT JOIN service_account_grants sg
+                        ON sg.project_id = p.id AND sg.service_account_id = t.service_account_id
+                 WHERE t.digest = ?1",
+            )?
+            .query_row(
+                params![&digest.as_bytes()[..], workspace.as_str(), project_key],
+                |r| {
+                    let is_sa: bool = r.get(4)?;
+                    let active: bool = r.get(5)?;
+                    let standing = if is_sa {
+                        Standing::ServiceAccount {
+                            active,
+                            in_workspace: r.get(6)?,
+                            grant: r.get(10)?,
+                        }
+                    } else {
+                        Standing::User {
+                            workspace_role: r.get(8)?,
+                            grant: r.get(9)?,
+                        }
+                    };
+                    Ok(TokenProjectFacts {
+                        token_id: TokenId(r.get(0)?),
+                        expires_at: r.get(1)?,
+                        last_used_at: r.get(2)?,
+                        revoked: r.get(3)?,
+                        principal_active: active,
+                        visibility: r.get(7)?,
+                        standing,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     fn tokens_of(&self, owner: TokenOwner) -> Result<Vec<TokenRecord>> {
         let (user, sa) = owner_params(owner);
         let sql = format!(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use turnstile::{
-    Access, Action, Engine, Principal, ProjectOptions, ProjectRole, Visibility, WorkspaceRole,
+    Access, Engine, Principal, ProjectOptions, ProjectRole, Visibility, WorkspaceRole,
     WorkspaceSettings,
 };
 
@@ -108,14 +108,7 @@ pub fn build(engine: &Engine, workspace: Option<&str>) -> Result<Matrix, Failure
     }
     let mut anonymous = BTreeMap::new();
     for p in &projects {
-        // The library has no `explain` for an anonymous caller; whoever may view
-        // anonymously does so as a viewer of a public project (R4).
-        let cell = engine
-            .check_anonymous(&p.project, Action::View)?
-            .then_some(Access {
-                role: ProjectRole::Viewer,
-                source: turnstile::RoleSource::Public,
-            });
+        let cell = engine.explain_anonymous(&p.project)?;
         anonymous.insert(p.project.clone(), cell);
     }
     principals.push(MatrixRow {
