@@ -410,7 +410,7 @@ impl Engine {
     /// Authenticates a token (T3): the principal's session, or `InvalidToken` whatever
     /// the reason (unknown, revoked, expired, deactivated account, malformed).
     pub fn authenticate(&self, token: &str) -> Result<Session<'_>> {
-        let principal = self.principal_of_token(token)?;
+        let principal = self.principal_of_token(token, self.cached())?;
         Ok(Session {
             engine: self,
             actor: principal,
@@ -445,8 +445,15 @@ impl Engine {
             // No row: an unknown token or an unknown project. The two steps below
             // tell which, the token first, so an unauthenticated caller learns nothing.
         }
-        let principal = self.principal_of_token(token)?;
-        self.check(&principal, project, action)
+        // One stamp vouches for both look-ups.
+        let cached = self.cached();
+        let principal = self.principal_of_token(token, cached)?;
+        let (standing, visibility) = self.facts_with(cached, Some(&principal), project)?;
+        Ok(permits(
+            standing,
+            effective_access(visibility, standing),
+            action,
+        ))
     }
 
     /// Records a use of a token unless one was recorded within the last minute.
@@ -457,11 +464,16 @@ impl Engine {
         }
     }
 
-    fn principal_of_token(&self, token: &str) -> Result<Principal> {
+    /// The principal a token authenticates. `cached` is [`Engine::cached`], read once
+    /// by the caller for the whole call.
+    fn principal_of_token(
+        &self,
+        token: &str,
+        cached: Option<(&Caches, ChangeStamp)>,
+    ) -> Result<Principal> {
         // T1: shape and checksum first; a bad token never reaches the database.
         let digest = token::parse(token)?;
         let now = now_ms();
-        let cached = self.cached();
         let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
         if let Some((cache, stamp)) = &cached
             && let Some(hit) = cache.tokens.get(stamp, hash, |e| {
@@ -589,7 +601,18 @@ impl Engine {
         principal: Option<&Principal>,
         project: &str,
     ) -> Result<(Standing, Visibility)> {
-        let (Some(principal), Some((cache, stamp))) = (principal, self.cached()) else {
+        self.facts_with(self.cached(), principal, project)
+    }
+
+    /// The facts of `principal` on `project`, from the cache when `cached` vouches
+    /// for an entry, else from storage.
+    fn facts_with(
+        &self,
+        cached: Option<(&Caches, ChangeStamp)>,
+        principal: Option<&Principal>,
+        project: &str,
+    ) -> Result<(Standing, Visibility)> {
+        let (Some(principal), Some((cache, stamp))) = (principal, cached) else {
             return self.facts_from_storage(principal, project);
         };
         let parts = facts_key_parts(principal, project);

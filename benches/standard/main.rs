@@ -204,6 +204,28 @@ fn benches(c: &mut Criterion) {
             })
         });
 
+        group.bench_function("authorize, cached", |b| {
+            b.iter(|| {
+                let q = pick();
+                match &tokens[token_index(&q.principal)] {
+                    Some(t) => cached
+                        .authorize(t.secret(), &q.project, q.action)
+                        .unwrap_or(false),
+                    None => false,
+                }
+            })
+        });
+
+        group.bench_function("authenticate", |b| {
+            b.iter(|| {
+                let q = pick();
+                match &tokens[token_index(&q.principal)] {
+                    Some(t) => engine.authenticate(t.secret()).is_ok(),
+                    None => false,
+                }
+            })
+        });
+
         let member = engine
             .session_for(&"u0500".parse().expect("name"))
             .expect("session");
