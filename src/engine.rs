@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
 use crate::cache::Cache;
 use crate::domain::access::{
-    Access, Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, listing_plan,
-    permits, workspace_permits,
+    Access, Action, Standing, WorkspaceAction, WorkspaceStanding, decide, effective_access,
+    listing_plan, permits, workspace_permits,
 };
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName,
@@ -439,8 +439,7 @@ impl Engine {
                     return Err(Error::InvalidToken);
                 }
                 self.record_use(f.token_id, f.last_used_at, now);
-                let access = effective_access(f.visibility, f.standing);
-                return Ok(permits(f.standing, access, action));
+                return Ok(decide(f.visibility, f.standing, action));
             }
             // No row: an unknown token or an unknown project. The two steps below
             // tell which, the token first, so an unauthenticated caller learns nothing.
@@ -449,11 +448,7 @@ impl Engine {
         let cached = self.cached();
         let principal = self.principal_of_token(token, cached)?;
         let (standing, visibility) = self.facts_with(cached, Some(&principal), project)?;
-        Ok(permits(
-            standing,
-            effective_access(visibility, standing),
-            action,
-        ))
+        Ok(decide(visibility, standing, action))
     }
 
     /// Records a use of a token unless one was recorded within the last minute.
@@ -552,22 +547,14 @@ impl Engine {
     /// `UserNotFound` or `ServiceAccountNotFound` for an unknown principal.
     pub fn check(&self, principal: &Principal, project: &str, action: Action) -> Result<bool> {
         let (standing, visibility) = self.facts(Some(principal), project)?;
-        Ok(permits(
-            standing,
-            effective_access(visibility, standing),
-            action,
-        ))
+        Ok(decide(visibility, standing, action))
     }
 
     /// May an anonymous caller perform `action` on `project`? Only public projects
     /// are viewable (R4).
     pub fn check_anonymous(&self, project: &str, action: Action) -> Result<bool> {
         let (standing, visibility) = self.facts(None, project)?;
-        Ok(permits(
-            standing,
-            effective_access(visibility, standing),
-            action,
-        ))
+        Ok(decide(visibility, standing, action))
     }
 
     /// The effective role of `principal` on `project` and the rule that gave it, or
@@ -652,7 +639,10 @@ impl Engine {
             Some(Principal::User(u)) => Error::UserNotFound {
                 user: u.to_string(),
             },
-            None => unreachable!("an anonymous caller always has a standing"),
+            // An anonymous caller always has a standing: `Standing::Anonymous`.
+            None => Error::ProjectNotFound {
+                project: name.to_string(),
+            },
         })?;
         Ok((standing, facts.visibility))
     }
@@ -1161,8 +1151,12 @@ impl Session<'_> {
                     ctx.repo
                         .put_service_account_grant(id, sa.id, ProjectRole::Owner)?
                 }
+                // require_workspace admits no missing account; should one vanish, it
+                // is not found rather than a panic.
                 ActorRecord::ServiceAccount(None) => {
-                    unreachable!("require_workspace admitted the actor")
+                    return Err(Error::ServiceAccountNotFound {
+                        account: ctx.actor_name(),
+                    });
                 }
             }
             let target = qualified.to_string();

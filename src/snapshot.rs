@@ -221,6 +221,13 @@ pub(crate) fn import<R: Repository>(
         let mut members: HashMap<String, UserId> = HashMap::new();
         for (name, role) in &ws_snap.members {
             let name: Username = name.parse()?;
+            // Keys are case-sensitive in the document, names are not (N2).
+            if members.contains_key(name.key()) {
+                return Err(Error::UserAlreadyInvited {
+                    user: name.to_string(),
+                    workspace: ws_name.to_string(),
+                });
+            }
             let id = match users.get(name.key()) {
                 Some(id) => *id,
                 None => repo
@@ -316,8 +323,17 @@ pub(crate) fn import<R: Repository>(
             let mut user_grants = Vec::new();
             let mut sa_grants = Vec::new();
             for (p, project) in batch.iter().zip(ids) {
+                let project_name = || format!("{ws_name}/{}", p.name);
+                let mut granted: HashSet<String> = HashSet::new();
                 for (user, role) in &p.members {
                     let user: Username = user.parse()?;
+                    if !granted.insert(user.key().to_owned()) {
+                        return Err(Error::UserAlreadyHasAccess {
+                            user: user.to_string(),
+                            project: project_name(),
+                            role: *role,
+                        });
+                    }
                     // INVARIANT: A7, only workspace members hold grants.
                     let id = members
                         .get(user.key())
@@ -327,8 +343,16 @@ pub(crate) fn import<R: Repository>(
                         })?;
                     user_grants.push((project, *id, *role));
                 }
+                granted.clear();
                 for (sa, role) in &p.service_accounts {
                     let sa: ServiceAccountName = sa.parse()?;
+                    if !granted.insert(sa.key().to_owned()) {
+                        return Err(Error::ServiceAccountAlreadyHasAccess {
+                            account: format!("{sa}@{ws_name}"),
+                            project: project_name(),
+                            role: *role,
+                        });
+                    }
                     let id =
                         accounts
                             .get(sa.key())

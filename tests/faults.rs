@@ -507,3 +507,18 @@ fn a_full_tmpfs_fails_the_call_cleanly_and_the_call_succeeds_once_space_is_freed
     eprintln!("SKIPPED: this machine does not let the test mount a private tmpfs");
     Ok(())
 }
+
+#[test]
+fn e4_a_negative_schema_version_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("neg.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", -1)
+            .expect("set version");
+    }
+    let opened = std::panic::catch_unwind(|| turnstile::Engine::open(&path));
+    let err = opened.expect("no panic").expect_err("refused");
+    assert!(matches!(err, turnstile::Error::Storage(_)), "{err}");
+    assert!(err.to_string().contains("-1"), "{err}");
+}

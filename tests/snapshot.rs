@@ -147,3 +147,34 @@ fn e3_a_bad_snapshot_writes_nothing() -> Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn e1_case_folded_duplicates_in_a_snapshot_are_domain_errors() -> Result<()> {
+    let engine = Engine::open_in_memory()?;
+    let mut s = sample();
+    s.workspaces[0]
+        .members
+        .insert("ALICE".into(), WorkspaceRole::Member);
+    assert!(matches!(
+        engine.import(&s),
+        Err(Error::UserAlreadyInvited { .. })
+    ));
+    let mut s = sample();
+    s.workspaces[0].projects[0]
+        .members
+        .insert("BOB".into(), ProjectRole::Viewer);
+    assert!(matches!(
+        engine.import(&s),
+        Err(Error::UserAlreadyHasAccess { .. })
+    ));
+    let mut s = sample();
+    s.workspaces[0].projects[0]
+        .service_accounts
+        .insert("CICD".into(), ProjectRole::Viewer);
+    assert!(matches!(
+        engine.import(&s),
+        Err(Error::ServiceAccountAlreadyHasAccess { .. })
+    ));
+    assert_eq!(engine.export()?, Snapshot::default());
+    Ok(())
+}

@@ -56,34 +56,59 @@ pub(crate) type ChangeStamp = [u8; 52];
 pub(crate) struct ChangeProbe {
     db: std::fs::File,
     shm: std::fs::File,
+    /// The `-shm` file this probe reads.
+    shm_id: FileId,
 }
 
-/// Every probe this process opened, by the database file's device and inode. Never
-/// emptied: closing any descriptor of a file drops every POSIX lock the process holds
-/// on it, SQLite's included ("How To Corrupt An SQLite Database", 2.2), so a probe's
-/// descriptors stay open for the life of the process: two per database file.
-static PROBES: Mutex<Option<HashMap<FileId, Arc<ChangeProbe>>>> = Mutex::new(None);
+/// Every probe this process opened, by the database file's device and inode, and the
+/// probes it retired. Never closed: closing any descriptor of a file drops every POSIX
+/// lock the process holds on it, SQLite's included ("How To Corrupt An SQLite
+/// Database", 2.2), so a probe's descriptors stay open for the life of the process.
+static PROBES: Mutex<Option<Probes>> = Mutex::new(None);
+
+#[derive(Default)]
+struct Probes {
+    current: HashMap<FileId, Arc<ChangeProbe>>,
+    retired: Vec<Arc<ChangeProbe>>,
+}
 
 /// A file's device and inode numbers.
 type FileId = (u64, u64);
 
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
 impl ChangeProbe {
-    /// The probe of the database at `path`, which must be open in WAL mode.
+    /// The probe of the database at `path`, which the caller holds open in WAL mode.
+    /// SQLite deletes the `-shm` file when the last connection of the last process
+    /// closes; a probe still reading a deleted `-shm` would never see a change again,
+    /// so a probe made for an earlier `-shm` is retired and a new one opened. While
+    /// the caller's connection is open, the `-shm` it checked cannot be replaced.
     fn of(path: &Path) -> Result<Arc<Self>> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path)?;
-        let mut probes = lock(&PROBES);
-        let probes = probes.get_or_insert_with(HashMap::new);
-        if let Some(probe) = probes.get(&(meta.dev(), meta.ino())) {
-            return Ok(probe.clone());
-        }
+        // SQLite resolves symbolic links and keeps `-shm` beside the real file.
+        let path = std::fs::canonicalize(path)?;
         let mut shm_path = path.as_os_str().to_owned();
         shm_path.push("-shm");
+        let db_id = file_id(&std::fs::metadata(&path)?);
+        let shm_id = file_id(&std::fs::metadata(&shm_path)?);
+        let mut probes = lock(&PROBES);
+        let probes = probes.get_or_insert_with(Probes::default);
+        if let Some(probe) = probes.current.get(&db_id)
+            && probe.shm_id == shm_id
+        {
+            return Ok(probe.clone());
+        }
+        let shm = std::fs::File::open(&shm_path)?;
         let probe = Arc::new(Self {
-            db: std::fs::File::open(path)?,
-            shm: std::fs::File::open(shm_path)?,
+            db: std::fs::File::open(&path)?,
+            shm_id: file_id(&shm.metadata()?),
+            shm,
         });
-        probes.insert((meta.dev(), meta.ino()), probe.clone());
+        if let Some(old) = probes.current.insert(db_id, probe.clone()) {
+            probes.retired.push(old);
+        }
         Ok(probe)
     }
 
@@ -128,7 +153,8 @@ struct Reader {
 impl Reader {
     /// Ends the open read transaction, if any.
     fn release(&mut self) -> Result<()> {
-        if self.snapshot.take().is_some() && !self.conn.is_autocommit() {
+        self.snapshot = None;
+        if !self.conn.is_autocommit() {
             self.conn.execute_batch("COMMIT")?;
         }
         Ok(())
@@ -190,14 +216,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Copies the write-ahead log into the database file and truncates it, so that
-    /// reads after a bulk load find pages in the file (and its memory map) rather than
-    /// searching the log. Skipped while readers pin the log; never fails a call.
+    /// Copies the write-ahead log into the database file, so that reads after a bulk
+    /// load find pages in the file (and its memory map) rather than searching the log.
+    /// Passive: it copies what no reader's snapshot still needs and never waits, so it
+    /// can neither block writers nor fail a call.
     pub(crate) fn checkpoint(&self) {
         if let Some(pool) = &self.readers {
             pool.release_idle();
             let conn = lock(&self.writer);
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             let _ = conn.execute_batch("PRAGMA shrink_memory");
         }
     }
@@ -300,8 +327,11 @@ impl ReaderPool {
         {
             let _ = reader.release();
         }
+        // A reader left inside a transaction it does not account for is dropped, not
+        // pooled, so that no later call inherits it.
+        let sound = reader.snapshot.is_some() || reader.conn.is_autocommit();
         let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE_READERS {
+        if sound && idle.len() < MAX_IDLE_READERS {
             idle.push(reader);
         }
         out
@@ -388,6 +418,12 @@ fn user_version(conn: &Connection) -> Result<i64> {
 
 fn refuse_newer(conn: &Connection) -> Result<()> {
     let found = user_version(conn)?;
+    if found < 0 {
+        return Err(std::io::Error::other(format!(
+            "database schema version {found} was not written by turnstile"
+        ))
+        .into());
+    }
     if found > SCHEMA_VERSION {
         return Err(Error::SchemaTooNew {
             found,
@@ -413,7 +449,13 @@ fn migrate(conn: &Connection) -> Result<()> {
             });
         }
         while version < SCHEMA_VERSION {
-            conn.execute_batch(MIGRATIONS[version as usize])?;
+            let step = usize::try_from(version)
+                .ok()
+                .and_then(|v| MIGRATIONS.get(v))
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("no migration from schema version {version}"))
+                })?;
+            conn.execute_batch(step)?;
             version += 1;
         }
         conn.pragma_update(None, "user_version", version)?;
@@ -1014,13 +1056,21 @@ impl Repository for SqliteRepo<'_> {
     }
 
     fn project_users(&self, project: ProjectId, with_members: bool) -> Result<Vec<ProjectUserRow>> {
+        // The grantees, and with `with_members` the workspace's members: never a
+        // walk over every user of the database.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u.name, m.role, g.role
-             FROM projects p
-             JOIN users u
+            "WITH p(id, workspace_id) AS (SELECT id, workspace_id FROM projects WHERE id = ?1),
+                  listed(user_id) AS (
+                    SELECT user_id FROM user_grants WHERE project_id = ?1
+                    UNION
+                    SELECT m.user_id FROM workspace_members m, p
+                    WHERE ?2 AND m.workspace_id = p.workspace_id)
+             SELECT u.name, m.role, g.role
+             FROM listed l
+             JOIN users u ON u.id = l.user_id
+             JOIN p
              LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = u.id
              LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = u.id
-             WHERE p.id = ?1 AND (g.role IS NOT NULL OR (?2 AND m.role IS NOT NULL))
              ORDER BY u.name_key",
         )?;
         let rows = stmt.query_map(params![project.0, with_members], |r| {
@@ -1487,7 +1537,7 @@ impl Repository for SqliteRepo<'_> {
                AND (?5 IS NULL OR at < ?5)
              ORDER BY id DESC LIMIT ?6",
         )?;
-        let limit = q.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let limit = sql_limit(q.limit);
         let rows = stmt.query_map(
             params![
                 q.workspace.as_deref().map(str::to_ascii_lowercase),
