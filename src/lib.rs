@@ -39,6 +39,7 @@ pub mod domain;
 mod engine;
 mod error;
 pub mod repo;
+mod session;
 mod snapshot;
 pub mod token;
 
@@ -50,11 +51,11 @@ pub use domain::names::{
 };
 pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
-pub use engine::{
-    Engine, IssuedToken, Options, ProjectOptions, ProjectPage, ServiceAccountInfo, Session,
-    TokenInfo, WorkspaceSettings, WorkspaceStatus,
-};
+pub use engine::{Engine, IssuedToken, Options, TokenInfo};
 pub use error::{Error, NameKind, Result, StorageError};
+pub use session::{
+    ProjectOptions, ProjectPage, ServiceAccountInfo, Session, WorkspaceSettings, WorkspaceStatus,
+};
 pub use snapshot::{
     ImportSummary, ProjectSnapshot, SNAPSHOT_VERSION, ServiceAccountSnapshot, Snapshot,
     WorkspaceSnapshot,

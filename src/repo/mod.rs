@@ -1,5 +1,5 @@
 //! Storage behind a trait (SPEC D5). [`Repository`] is what the engine's management
-//! calls need from a store, inside one transaction; [`sqlite`] is the first
+//! calls need from a store, inside one transaction; `sqlite.rs` is the first
 //! implementation.
 
 pub(crate) mod sqlite;
