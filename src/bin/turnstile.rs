@@ -23,7 +23,9 @@ mod output;
 #[path = "turnstile/transfer.rs"]
 mod transfer;
 
-use output::{EXIT_DENIED, EXIT_OK, Failure, Output, TokenJson, maybe_time, pairs, table, time};
+use output::{
+    EXIT_DENIED, EXIT_OK, Failure, Output, TokenJson, maybe_time, pairs, role_map, table, time,
+};
 use transfer::Format;
 
 /// The database used when neither `--db` nor `TURNSTILE_DB` names one.
@@ -1065,14 +1067,7 @@ fn workspace(ctx: &Context, command: WorkspaceCommand) -> Result<Output, Failure
         WorkspaceCommand::Create { .. } => unreachable!("handled above"),
         WorkspaceCommand::Members { workspace } => {
             let members = s.workspace_members(&workspace)?;
-            let rows: Vec<Vec<String>> = members
-                .iter()
-                .map(|(u, r)| vec![u.clone(), r.to_string()])
-                .collect();
-            let list: Vec<_> = members
-                .iter()
-                .map(|(u, r)| json!({ "user": u, "role": r }))
-                .collect();
+            let (rows, list) = role_map(&members, "user");
             Output::new(
                 json!({ "workspace": workspace, "members": list }),
                 table(&["user", "role"], &rows, "no members"),
@@ -1198,14 +1193,7 @@ fn project(ctx: &Context, command: ProjectCommand) -> Result<Output, Failure> {
         }
         ProjectCommand::Members { project } => {
             let members = s.project_members(&project)?;
-            let rows: Vec<Vec<String>> = members
-                .iter()
-                .map(|(u, r)| vec![u.clone(), r.to_string()])
-                .collect();
-            let list: Vec<_> = members
-                .iter()
-                .map(|(u, r)| json!({ "user": u, "role": r }))
-                .collect();
+            let (rows, list) = role_map(&members, "user");
             Output::new(
                 json!({ "project": project, "members": list }),
                 table(&["user", "role"], &rows, "no members"),
@@ -1262,14 +1250,7 @@ fn project(ctx: &Context, command: ProjectCommand) -> Result<Output, Failure> {
         }
         ProjectCommand::ServiceAccounts { project } => {
             let accounts = s.project_service_accounts(&project)?;
-            let rows: Vec<Vec<String>> = accounts
-                .iter()
-                .map(|(sa, r)| vec![sa.clone(), r.to_string()])
-                .collect();
-            let list: Vec<_> = accounts
-                .iter()
-                .map(|(sa, r)| json!({ "service_account": sa, "role": r }))
-                .collect();
+            let (rows, list) = role_map(&accounts, "service_account");
             Output::new(
                 json!({ "project": project, "service_accounts": list }),
                 table(&["service account", "role"], &rows, "no service accounts"),

@@ -176,6 +176,25 @@ impl TokenJson {
 
 /// Rows under a header, columns aligned; the last column is not padded. An empty
 /// table prints `empty` instead, so that people see the command ran.
+/// A name → role map (project members, service accounts, workspace members) as table
+/// rows and as a JSON list of `{ <name_field>: name, "role": role }`.
+pub fn role_map<R: Serialize + std::fmt::Display>(
+    map: &std::collections::BTreeMap<String, R>,
+    name_field: &str,
+) -> (Vec<Vec<String>>, Vec<Value>) {
+    map.iter()
+        .map(|(name, role)| {
+            let mut item = serde_json::Map::new();
+            item.insert(name_field.to_owned(), Value::from(name.as_str()));
+            item.insert(
+                "role".to_owned(),
+                serde_json::to_value(role).unwrap_or_default(),
+            );
+            (vec![name.clone(), role.to_string()], Value::Object(item))
+        })
+        .unzip()
+}
+
 pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
     if rows.is_empty() {
         return format!("{empty}\n");
