@@ -238,12 +238,148 @@ pub enum Error {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// A new project's name looks like an existing project's name in the same
+    /// workspace (their Unicode UTS #39 skeletons are equal, N7).
+    #[error("project name `{project}` is confusable with existing project `{existing}`")]
+    ProjectNameConfusable {
+        /// The qualified name asked for.
+        project: String,
+        /// The existing project it could be mistaken for.
+        existing: String,
+    },
+    /// Another writer held the database's write lock for longer than the busy
+    /// timeout (D2). Nothing was written; the call may be retried.
+    #[error("database is busy: another writer held it for {} ms; nothing was written", waited.as_millis())]
+    Busy {
+        /// How long the call waited for the lock.
+        waited: std::time::Duration,
+    },
     /// The database failed: I/O, corruption, a full disk, a read-only file.
     #[error("storage error: {0}")]
     Storage(#[source] StorageError),
 }
 
+/// The groups of [`Error`] (E1): front ends map a kind, never a variant, to an exit
+/// code or an HTTP status, so that a new variant needs one decision here only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input breaks a rule of its own (a name, a role, a value): fix the input.
+    InvalidInput,
+    /// The caller's token did not authenticate (T3).
+    Unauthenticated,
+    /// The thing asked for does not exist, or the caller may not see it (A6).
+    NotFound,
+    /// The caller sees the thing but may not perform the action (A6).
+    Denied,
+    /// The call conflicts with the current state: a duplicate, the last admin, a
+    /// full limit, a restricted visibility.
+    Conflict,
+    /// The database was busy for longer than the busy timeout; retrying may succeed.
+    Busy,
+    /// The storage or the operating system under it failed.
+    Storage,
+}
+
+impl ErrorKind {
+    /// A stable, machine-readable name (`invalid_input`, `not_found`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid_input",
+            Self::Unauthenticated => "unauthenticated",
+            Self::NotFound => "not_found",
+            Self::Denied => "denied",
+            Self::Conflict => "conflict",
+            Self::Busy => "busy",
+            Self::Storage => "storage",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Error {
+    /// Which group the error belongs to (E1).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidName { .. }
+            | Self::InvalidProjectName { .. }
+            | Self::InvalidValue { .. } => ErrorKind::InvalidInput,
+            Self::InvalidToken => ErrorKind::Unauthenticated,
+            Self::ProjectNotFound { .. }
+            | Self::WorkspaceNotFound { .. }
+            | Self::WorkspaceOrUserNotFound { .. }
+            | Self::UserNotFound { .. }
+            | Self::ServiceAccountNotFound { .. }
+            | Self::UserNotExistsOrWithoutAccess { .. }
+            | Self::ServiceAccountNotExistsOrWithoutAccess { .. } => ErrorKind::NotFound,
+            Self::PermissionDenied { .. } => ErrorKind::Denied,
+            Self::ProjectAlreadyExists { .. }
+            | Self::UserAlreadyHasAccess { .. }
+            | Self::UserAlreadyInvited { .. }
+            | Self::UserAlreadyExists { .. }
+            | Self::WorkspaceAlreadyExists { .. }
+            | Self::UserNotInWorkspace { .. }
+            | Self::ServiceAccountAlreadyExists { .. }
+            | Self::ServiceAccountAlreadyHasAccess { .. }
+            | Self::VisibilityRestricted { .. }
+            | Self::ProjectKeyCollision { .. }
+            | Self::ProjectNameConfusable { .. }
+            | Self::LastAdmin { .. }
+            | Self::ServiceAccountLimitReached { .. }
+            | Self::ServiceAccountActive { .. } => ErrorKind::Conflict,
+            Self::Busy { .. } => ErrorKind::Busy,
+            Self::Random { .. } | Self::SchemaTooNew { .. } | Self::Storage(_) => {
+                ErrorKind::Storage
+            }
+        }
+    }
+
+    /// The variant's name, as Neptune spells it where Neptune has one
+    /// (`ProjectNotFound`, `UserAlreadyHasAccess`, ...): a stable identifier for
+    /// machine-readable error documents.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::InvalidName { .. } => "InvalidName",
+            Self::InvalidProjectName { .. } => "InvalidProjectName",
+            Self::InvalidValue { .. } => "InvalidValue",
+            Self::ProjectNotFound { .. } => "ProjectNotFound",
+            Self::WorkspaceNotFound { .. } => "WorkspaceNotFound",
+            Self::ProjectAlreadyExists { .. } => "ProjectAlreadyExists",
+            Self::UserAlreadyHasAccess { .. } => "UserAlreadyHasAccess",
+            Self::UserNotExistsOrWithoutAccess { .. } => "UserNotExistsOrWithoutAccess",
+            Self::UserAlreadyInvited { .. } => "UserAlreadyInvited",
+            Self::WorkspaceOrUserNotFound { .. } => "WorkspaceOrUserNotFound",
+            Self::UserNotFound { .. } => "UserNotFound",
+            Self::UserAlreadyExists { .. } => "UserAlreadyExists",
+            Self::WorkspaceAlreadyExists { .. } => "WorkspaceAlreadyExists",
+            Self::UserNotInWorkspace { .. } => "UserNotInWorkspace",
+            Self::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
+            Self::ServiceAccountAlreadyExists { .. } => "ServiceAccountAlreadyExists",
+            Self::ServiceAccountAlreadyHasAccess { .. } => "ServiceAccountAlreadyHasAccess",
+            Self::ServiceAccountNotExistsOrWithoutAccess { .. } => {
+                "ServiceAccountNotExistsOrWithoutAccess"
+            }
+            Self::VisibilityRestricted { .. } => "VisibilityRestricted",
+            Self::ProjectKeyCollision { .. } => "ProjectKeyCollision",
+            Self::InvalidToken => "InvalidToken",
+            Self::PermissionDenied { .. } => "PermissionDenied",
+            Self::LastAdmin { .. } => "LastAdmin",
+            Self::ServiceAccountLimitReached { .. } => "ServiceAccountLimitReached",
+            Self::ServiceAccountActive { .. } => "ServiceAccountActive",
+            Self::ProjectNameConfusable { .. } => "ProjectNameConfusable",
+            Self::Random { .. } => "Random",
+            Self::SchemaTooNew { .. } => "SchemaTooNew",
+            Self::Busy { .. } => "Busy",
+            Self::Storage(_) => "Storage",
+        }
+    }
+
     pub(crate) fn invalid_value(what: &'static str, value: &str, expected: &'static str) -> Self {
         Self::InvalidValue {
             what,
@@ -293,5 +429,46 @@ impl From<rusqlite::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Self::Storage(StorageError(StorageCause::Io(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e1_kinds_group_the_variants_for_front_ends() {
+        let not_found = Error::ProjectNotFound {
+            project: "ws/p".into(),
+        };
+        assert_eq!(not_found.kind(), ErrorKind::NotFound);
+        assert_eq!(not_found.name(), "ProjectNotFound");
+        assert_eq!(Error::InvalidToken.kind(), ErrorKind::Unauthenticated);
+        let busy = Error::Busy {
+            waited: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(busy.kind(), ErrorKind::Busy);
+        assert_eq!(
+            busy.to_string(),
+            "database is busy: another writer held it for 1500 ms; nothing was written"
+        );
+        let denied = Error::PermissionDenied {
+            actor: "bob".into(),
+            action: "delete".into(),
+            target: "ws/p".into(),
+        };
+        assert_eq!(denied.kind(), ErrorKind::Denied);
+        assert_eq!(
+            Error::invalid_value("role", "x", "owner").kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            Error::LastAdmin {
+                workspace: "ws".into()
+            }
+            .kind()
+            .as_str(),
+            "conflict"
+        );
     }
 }

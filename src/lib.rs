@@ -52,7 +52,7 @@ pub use domain::names::{
 pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 pub use engine::{Engine, IssuedToken, Options, TokenInfo};
-pub use error::{Error, NameKind, Result, StorageError};
+pub use error::{Error, ErrorKind, NameKind, Result, StorageError};
 pub use session::{
     ProjectOptions, ProjectPage, ServiceAccountInfo, Session, WorkspaceSettings, WorkspaceStatus,
 };

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use turnstile::{Error, IssuedToken};
+use turnstile::{Error, ErrorKind, IssuedToken};
 
 /// Success (and `check`: allowed).
 pub const EXIT_OK: u8 = 0;
@@ -63,11 +63,9 @@ impl Failure {
 /// The exit code of each library error: the CLI decides no rule, it only sorts the
 /// library's answers into the documented codes.
 pub fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::Storage(_) | Error::SchemaTooNew { .. } | Error::Random { .. } => EXIT_STORAGE,
-        Error::InvalidName { .. }
-        | Error::InvalidProjectName { .. }
-        | Error::InvalidValue { .. } => EXIT_USAGE,
+    match e.kind() {
+        ErrorKind::InvalidInput => EXIT_USAGE,
+        ErrorKind::Storage | ErrorKind::Busy => EXIT_STORAGE,
         _ => EXIT_DENIED,
     }
 }
