@@ -1,4 +1,8 @@
--- turnstile schema, version 1 (PRAGMA user_version = 1).
+-- turnstile schema, version 2 (PRAGMA user_version = 2).
+--
+-- This file is the whole current schema, applied to a new database. An older database
+-- is brought up to date by the steps of `UPGRADES` in src/repo/sqlite.rs (D1):
+--   1 -> 2  project name keys recomputed by Unicode caseless matching (N3); signing_keys (H4)
 --
 -- Embedded in the library with include_str! and applied to a new database in one
 -- transaction. Enumerations are small integers so that SQL can compare and max() them:
@@ -183,3 +187,11 @@ WHEN (SELECT workspace_id FROM projects WHERE id = NEW.project_id)
 BEGIN
     SELECT RAISE(ABORT, 'turnstile: service account of another workspace');
 END;
+
+-- H4: the keys that sign the HTTP server's access tokens, shared by every server
+-- process on this database. The newest signs; any listed key verifies.
+CREATE TABLE signing_keys (
+    id          INTEGER PRIMARY KEY,
+    secret      BLOB    NOT NULL CHECK (length(secret) = 32),
+    created_at  INTEGER NOT NULL
+);

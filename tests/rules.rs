@@ -2320,7 +2320,7 @@ fn d1_newer_schema_is_refused_and_file_untouched() -> Result<()> {
             &result,
             Err(Error::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             })
         ),
         "{result:?}"
@@ -2344,6 +2344,81 @@ fn d1_newer_schema_is_refused_and_file_untouched() -> Result<()> {
     Ok(())
 }
 
+/// Turns a current database back into schema version 1, as the first release wrote
+/// it: no signing keys, and project keys folded by `to_lowercase` (written here as
+/// `stale-` + the id, so that a key left unrecomputed shows).
+fn downgrade_to_version_1(path: &Path) {
+    let conn = raw(path);
+    conn.execute_batch(
+        "DROP TABLE signing_keys;
+         UPDATE projects SET name_key = 'stale-' || id;
+         PRAGMA user_version = 1;",
+    )
+    .expect("downgraded");
+}
+
+#[test]
+fn d1_a_version_1_database_is_migrated_with_its_project_keys_recomputed() -> Result<()> {
+    let (_dir, path) = file_db()?;
+    {
+        let engine = Engine::open(&path)?;
+        let alice = engine.session_for(&who("alice"))?;
+        alice.create_project("ml-team/Classification", ProjectOptions::default())?;
+        alice.create_project("ml-team/Detection", ProjectOptions::default())?;
+    }
+    downgrade_to_version_1(&path);
+
+    let engine = Engine::open(&path)?;
+    let version: i64 = raw(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 2);
+    // Found by any spelling again: the keys were recomputed, not left stale.
+    assert!(engine.check(&who("alice"), "ml-team/CLASSIFICATION", Action::View)?);
+    assert!(engine.check(&who("alice"), "ml-team/detection", Action::View)?);
+    let tables: i64 = raw(&path)
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'signing_keys'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("sqlite_master");
+    assert_eq!(tables, 1);
+    Ok(())
+}
+
+#[test]
+fn d1_a_version_1_database_whose_names_now_collide_is_refused_and_untouched() -> Result<()> {
+    let (_dir, path) = file_db()?;
+    {
+        let engine = Engine::open(&path)?;
+        let alice = engine.session_for(&who("alice"))?;
+        alice.create_project("ml-team/Classification", ProjectOptions::default())?;
+    }
+    downgrade_to_version_1(&path);
+    // A second spelling of the same name, as an older fold could have let in.
+    raw(&path)
+        .execute(
+            "INSERT INTO projects (workspace_id, name, name_key, key, visibility, created_at)
+             SELECT workspace_id, 'CLASSIFICATION', 'other', 'CLS2', 0, 0 FROM projects",
+            [],
+        )
+        .expect("inserted");
+
+    let message = Engine::open(&path).expect_err("refused").to_string();
+    assert!(
+        message.contains("`ml-team/Classification`")
+            && message.contains("`ml-team/CLASSIFICATION`")
+            && message.contains("rename"),
+        "{message}"
+    );
+    let version: i64 = raw(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 1, "a refused migration must roll back");
+    Ok(())
+}
+
 #[test]
 fn d1_an_empty_database_is_migrated_to_the_current_schema() -> Result<()> {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -2363,7 +2438,7 @@ fn d1_an_empty_database_is_migrated_to_the_current_schema() -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     // Reopening a current database leaves the data as it was.
     let engine = Engine::open(&path)?;
     assert_eq!(

@@ -20,12 +20,70 @@ use crate::audit::Outcome;
 use crate::domain::access::Standing;
 use crate::error::Error;
 
-/// The schema, applied to a new database (D1).
+/// The schema, applied whole to a new database (D1).
 pub(crate) const SCHEMA: &str = include_str!("../../schema.sql");
 /// The schema version this build writes; `PRAGMA user_version` holds it.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
-/// Migrations from version `n` to `n + 1` are `MIGRATIONS[n]`; version 0 is empty.
-const MIGRATIONS: [&str; 1] = [SCHEMA];
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// One step of a migration: SQL, or Rust where the new values need the domain's
+/// functions (name keys, for instance).
+enum Upgrade {
+    Sql(&'static str),
+    Rust(fn(&Connection) -> Result<()>),
+}
+
+/// `UPGRADES[n - 1]` brings version `n` to version `n + 1`, in order; a new database
+/// (version 0) gets [`SCHEMA`] whole instead.
+const UPGRADES: [&[Upgrade]; SCHEMA_VERSION as usize - 1] = [
+    // 1 -> 2: project name keys by Unicode caseless matching (N3); the server's
+    // signing keys (H4).
+    &[
+        Upgrade::Rust(rekey_project_names),
+        Upgrade::Sql(
+            "CREATE TABLE signing_keys (
+                id          INTEGER PRIMARY KEY,
+                secret      BLOB    NOT NULL CHECK (length(secret) = 32),
+                created_at  INTEGER NOT NULL
+            );",
+        ),
+    ],
+];
+
+/// Recomputes every project's `name_key` with the current fold of N3. Refuses, with
+/// both names, a database in which two names of one workspace now fold alike: the
+/// owner must rename one with the old turnstile first.
+fn rekey_project_names(conn: &Connection) -> Result<()> {
+    let mut seen: HashMap<(i64, String), String> = HashMap::new();
+    let mut rows = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT p.id, p.workspace_id, w.name, p.name FROM projects p JOIN workspaces w ON w.id = p.workspace_id")?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let (id, ws, ws_name, name): (i64, i64, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let key = crate::domain::names::ProjectName::from_stored(name.clone())
+                .key()
+                .to_owned();
+            if let Some(other) = seen.insert((ws, key.clone()), name.clone()) {
+                return Err(std::io::Error::other(format!(
+                    "cannot upgrade the database: projects `{ws_name}/{other}` and `{ws_name}/{name}` \
+                     now have the same name (SPEC N3 compares names by Unicode case folding); \
+                     rename one of them with the previous turnstile version, then open the database again"
+                ))
+                .into());
+            }
+            rows.push((id, key));
+        }
+    }
+    // Two passes, so that a key moving to a value another row still holds never
+    // breaks the UNIQUE constraint midway.
+    conn.execute("UPDATE projects SET name_key = '\u{1}' || id", [])?;
+    let mut update = conn.prepare("UPDATE projects SET name_key = ?2 WHERE id = ?1")?;
+    for (id, key) in rows {
+        update.execute(params![id, key])?;
+    }
+    Ok(())
+}
 /// How long a call waits for another writer before giving up (D2). Long, because
 /// callers must never see `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -448,14 +506,23 @@ fn migrate(conn: &Connection) -> Result<()> {
                 supported: SCHEMA_VERSION,
             });
         }
+        if version == 0 {
+            conn.execute_batch(SCHEMA)?;
+            version = SCHEMA_VERSION;
+        }
         while version < SCHEMA_VERSION {
-            let step = usize::try_from(version)
+            let steps = usize::try_from(version - 1)
                 .ok()
-                .and_then(|v| MIGRATIONS.get(v))
+                .and_then(|v| UPGRADES.get(v))
                 .ok_or_else(|| {
                     std::io::Error::other(format!("no migration from schema version {version}"))
                 })?;
-            conn.execute_batch(step)?;
+            for step in *steps {
+                match step {
+                    Upgrade::Sql(sql) => conn.execute_batch(sql)?,
+                    Upgrade::Rust(f) => f(conn)?,
+                }
+            }
             version += 1;
         }
         conn.pragma_update(None, "user_version", version)?;
