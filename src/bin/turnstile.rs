@@ -1018,7 +1018,7 @@ fn user(ctx: &Context, command: UserCommand) -> Result<Output, Failure> {
                 ))
             }
             UserTokenCommand::Revoke { id } => {
-                ctx.session(&engine)?.revoke_token(id)?;
+                ctx.session(&engine)?.revoke_token(turnstile::TokenId(id))?;
                 Ok(Output::new(
                     json!({ "revoked": id }),
                     format!("revoked token {id}\n"),
