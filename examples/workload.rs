@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let before = resident_mb();
             let options = Options {
                 decision_cache: rest.iter().any(|a| a == "--cache"),
+                ..Default::default()
             };
             let engine = Engine::open_with(path, options)?;
             for round in 0..3 {

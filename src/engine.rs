@@ -99,14 +99,35 @@ struct Bearer {
     token: TokenId,
 }
 
-/// How [`Engine::open_with`] opens a database.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How [`Engine::open_with`] opens a database. Build it from the default:
+/// `Options { decision_cache: true, ..Options::default() }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Keep the facts behind recent decisions and token look-ups in memory. Never
     /// stale: before answering from memory, each call checks (two `pread`s, no lock)
     /// that no connection of any process has committed since the entry was read
     /// (SPEC T4). Applies to file databases; an in-memory database ignores it.
     pub decision_cache: bool,
+    /// How long a write waits for another process's writer before it fails with
+    /// [`Error::Busy`] (D2). 60 seconds by default.
+    pub busy_timeout: std::time::Duration,
+    /// Open for reading only: nothing is created or changed beside the file, so a
+    /// read-only file or directory serves decisions, lists and exports; every
+    /// management call fails with a storage error. The file must exist and be at the
+    /// current schema version. A file whose directory cannot be written and which has
+    /// no write-ahead log is read as an immutable file: changes another process makes
+    /// to it later are not seen by this engine.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            decision_cache: false,
+            busy_timeout: crate::repo::sqlite::BUSY_TIMEOUT,
+            read_only: false,
+        }
+    }
 }
 
 impl fmt::Debug for Engine {
@@ -127,12 +148,19 @@ impl Engine {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// use turnstile::{Engine, Options};
-    /// let engine = Engine::open_with(dir.path().join("acl.db"), Options { decision_cache: true })?;
+    /// let options = Options { decision_cache: true, ..Options::default() };
+    /// let engine = Engine::open_with(dir.path().join("acl.db"), options)?;
     /// # Ok::<(), turnstile::Error>(())
     /// ```
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
-        let store = Store::open(path.as_ref())?;
-        let probe = if options.decision_cache {
+        let store = Store::open(
+            path.as_ref(),
+            crate::repo::sqlite::OpenOptions {
+                busy_timeout: options.busy_timeout,
+                read_only: options.read_only,
+            },
+        )?;
+        let probe = if options.decision_cache && !options.read_only {
             store.probe()
         } else {
             None

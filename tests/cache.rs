@@ -16,6 +16,7 @@ fn cached(path: &Path) -> Result<Engine> {
         path,
         Options {
             decision_cache: true,
+            ..Default::default()
         },
     )
 }
@@ -225,6 +226,7 @@ fn change_in_child(db: &Path, change: &str) {
 fn t4_cached_checks_follow_commits_of_another_process() -> Result<()> {
     checks_follow_commits_of_another_process(Options {
         decision_cache: true,
+        ..Default::default()
     })
 }
 
@@ -332,6 +334,7 @@ fn t4_an_engine_reopened_in_the_same_process_sees_every_commit() -> Result<()> {
         Options::default(),
         Options {
             decision_cache: true,
+            ..Default::default()
         },
     ] {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -374,6 +377,7 @@ fn t4_a_database_opened_through_a_symbolic_link_sees_every_commit() -> Result<()
         &link,
         Options {
             decision_cache: true,
+            ..Default::default()
         },
     )?;
     let bob: Principal = "bob".parse()?;

@@ -78,6 +78,7 @@ fn child_worker() {
     let sync = PathBuf::from(sync);
     let options = Options {
         decision_cache: std::env::var(ENV_CACHE).is_ok_and(|v| v == "1"),
+        ..Default::default()
     };
     let jobs: Vec<&str> = jobs.split('|').collect();
     // Jobs on a new database open it themselves, after the barrier.

@@ -98,6 +98,7 @@ fn d1_a_newer_database_is_refused_and_left_byte_for_byte_untouched() -> Result<(
         for cached in [false, true] {
             let options = turnstile::Options {
                 decision_cache: cached,
+                ..Default::default()
             };
             match Engine::open_with(&db, options) {
                 Err(e @ Error::SchemaTooNew { found, supported }) => {
@@ -521,4 +522,176 @@ fn e4_a_negative_schema_version_is_an_error_not_a_panic() {
     let err = opened.expect("no panic").expect_err("refused");
     assert!(matches!(err, turnstile::Error::Storage(_)), "{err}");
     assert!(err.to_string().contains("-1"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// Read-only directories, non-regular paths, a held writer lock, an oversized log.
+
+/// Defect 12: with the database's directory read-only (immutable, so that root is
+/// stopped too), a read-only engine serves decisions, sessions and lists and creates
+/// nothing; its writes fail with a storage error that says why.
+#[test]
+fn a_read_only_directory_serves_reads_through_a_read_only_engine() -> Result<()> {
+    let (dir, db) = closed_world()?;
+    let token = {
+        let engine = Engine::open(&db)?;
+        engine
+            .issue_user_token("alice", "laptop", None)?
+            .into_secret()
+    };
+    let before = files_in(dir.path());
+    let status = Command::new("chattr")
+        .arg("+i")
+        .arg(dir.path())
+        .status()
+        .expect("chattr runs");
+    assert!(status.success(), "chattr +i on the test directory");
+    let _guard = Immutable(dir.path().to_owned());
+    assert!(
+        std::fs::write(dir.path().join("probe"), b"x").is_err(),
+        "the directory is read-only"
+    );
+
+    let options = turnstile::Options {
+        read_only: true,
+        ..Default::default()
+    };
+    let engine = Engine::open_with(&db, options)?;
+    let alice: Principal = "alice".parse()?;
+    assert!(engine.check(&alice, "ml-team/cls", Action::Delete)?);
+    assert!(engine.authorize(&token, "ml-team/cls", Action::View)?);
+    let session = engine.authenticate(&token)?;
+    assert_eq!(session.list_projects()?, ["ml-team/cls"]);
+    let refused = session
+        .create_project("ml-team/new", ProjectOptions::default())
+        .expect_err("a read-only engine writes nothing");
+    assert!(says_read_only(&refused), "{refused}");
+    drop(session);
+    drop(engine);
+    assert_eq!(files_in(dir.path()), before, "nothing created or changed");
+    Ok(())
+}
+
+#[test]
+fn d6_paths_that_are_not_regular_files_are_refused_before_anything_is_created() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("a directory");
+    for (path, says) in [
+        (fifo.as_path(), "not a regular file"),
+        (sub.as_path(), "a directory"),
+        (Path::new("/dev/null"), "not a regular file"),
+    ] {
+        let e = Engine::open(path).expect_err("refused");
+        assert!(matches!(e, Error::Storage(_)), "{e:?}");
+        assert!(e.to_string().contains(says), "{path:?}: {e}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "nothing created beside them: {names:?}");
+    for suffix in ["-journal", "-wal", "-shm"] {
+        assert!(!Path::new(&format!("/dev/null{suffix}")).exists());
+    }
+    Ok(())
+}
+
+/// D2: a write that waits past the busy timeout for another process's writer fails
+/// with `Busy { waited }`, writes nothing, and the same call succeeds once the lock is
+/// free.
+#[test]
+fn d2_a_writer_held_past_the_busy_timeout_is_busy_not_a_storage_error() -> Result<()> {
+    let (_dir, db) = closed_world()?;
+    let options = turnstile::Options {
+        busy_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let engine = Engine::open_with(&db, options)?;
+    let other = raw(&db);
+    other.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+    let e = engine.create_user("bob").expect_err("the lock is held");
+    match &e {
+        Error::Busy { waited } => assert!(waited.as_millis() >= 250, "{waited:?}"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert_eq!(e.kind(), turnstile::ErrorKind::Busy);
+    assert!(e.to_string().contains("busy"), "{e}");
+    other.execute_batch("COMMIT").expect("released");
+    engine.create_user("bob")?;
+    Ok(())
+}
+
+/// A workspace `bulk` of `projects` projects with this description, for one import.
+fn bulk_snapshot(projects: usize, description: &str) -> Snapshot {
+    let projects: Vec<_> = (0..projects)
+        .map(|i| serde_json::json!({ "name": format!("p{i:06}"), "description": description }))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "users": ["importer"],
+        "workspaces": [{
+            "name": "bulk",
+            "members": { "importer": "admin" },
+            "projects": projects,
+        }],
+    }))
+    .expect("a valid snapshot")
+}
+
+/// D2: a bulk import in one engine holds the writer lock for the whole import, and
+/// another engine's ordinary write waits for it and succeeds (default timeout).
+#[test]
+fn d2_an_ordinary_write_waits_out_a_bulk_import_and_succeeds() -> Result<()> {
+    let (_dir, db) = closed_world()?;
+    let snapshot = bulk_snapshot(30_000, "");
+    let importer = Engine::open(&db)?;
+    let writer = Engine::open(&db)?;
+    std::thread::scope(|s| -> Result<()> {
+        let import = s.spawn(|| importer.import(&snapshot));
+        // Wait until the import holds the lock, then write.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        writer.create_user("bob")?;
+        import.join().expect("the import thread")?;
+        Ok(())
+    })?;
+    let users = writer.export()?.users;
+    assert!(users.iter().any(|u| u == "bob"), "{users:?}");
+    Ok(())
+}
+
+/// D6: a foreign reader holding an old snapshot lets the log grow past 64 MiB; once it
+/// lets go, the log is checkpointed and cut back to at most 64 MiB without waiting for
+/// any later write.
+#[test]
+fn d6_the_log_shrinks_once_a_foreign_reader_lets_go() -> Result<()> {
+    let (dir, db) = closed_world()?;
+    let engine = Engine::open(&db)?;
+    let reader = raw(&db);
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM projects;")
+        .expect("a held snapshot");
+    let snapshot = bulk_snapshot(20_000, &"d".repeat(4_000));
+    engine.import(&snapshot)?;
+    let wal = dir.path().join("acl.db-wal");
+    let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    const LIMIT: u64 = 64 * 1024 * 1024;
+    assert!(
+        size() > LIMIT,
+        "the held reader let the log grow: {}",
+        size()
+    );
+    reader.execute_batch("COMMIT").expect("the reader lets go");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size() > LIMIT && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(size() <= LIMIT, "the log stayed at {} bytes", size());
+    assert_eq!(integrity(&db), "ok");
+    Ok(())
 }

@@ -104,6 +104,7 @@ fn load(projects: usize) -> Loaded {
         &path,
         Options {
             decision_cache: true,
+            ..Default::default()
         },
     )
     .expect("open");

@@ -84,15 +84,27 @@ fn rekey_project_names(conn: &Connection) -> Result<()> {
     }
     Ok(())
 }
-/// How long a call waits for another writer before giving up (D2). Long, because
-/// callers must never see `SQLITE_BUSY`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a call waits for another writer before giving up (D2), unless the
+/// engine's options say otherwise. Long, because callers must never see `SQLITE_BUSY`.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The write-ahead log is truncated to this size once it has been checkpointed (D6).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// How a [`Store`] opens its database.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenOptions {
+    /// How long a write waits for another writer before failing with `Busy`.
+    pub busy_timeout: Duration,
+    /// Open for reading only: no file is created or changed, and every write fails.
+    pub read_only: bool,
+}
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
 /// The connections of one database.
 pub(crate) struct Store {
     writer: Arc<Mutex<Connection>>,
+    options: OpenOptions,
     /// `None` for an in-memory database, whose reads use the writer.
     readers: Option<Arc<ReaderPool>>,
 }
@@ -187,6 +199,7 @@ impl ChangeProbe {
 
 struct ReaderPool {
     path: PathBuf,
+    options: OpenOptions,
     idle: Mutex<Vec<Reader>>,
     probe: Arc<ChangeProbe>,
     /// Whether idle readers may keep their snapshot: only while the janitor runs.
@@ -198,6 +211,23 @@ struct ReaderPool {
 /// bounds how long an idle reader can hold the log back: a commit by any process is
 /// followed within this period by the release of every idle reader's older snapshot.
 const JANITOR_PERIOD: Duration = Duration::from_millis(50);
+/// The janitor looks at the log's size every this many periods (one second).
+const WAL_CHECK_TICKS: u64 = 20;
+
+/// D6: once no reader holds it back, a log grown past [`WAL_SIZE_LIMIT`] is
+/// checkpointed and truncated, even if no later commit comes to do it. Never waits:
+/// if a writer or a reader is in the way, the next look tries again.
+fn shrink_log(wal: &Path, writer: &WeakWriter, options: OpenOptions) {
+    let oversized = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_SIZE_LIMIT as u64);
+    let Some(writer) = oversized.then(|| writer.0.upgrade()).flatten() else {
+        return;
+    };
+    let Ok(conn) = writer.try_lock() else { return };
+    if conn.busy_timeout(Duration::ZERO).is_ok() {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+    let _ = conn.busy_timeout(options.busy_timeout);
+}
 
 /// A pooled read connection. Between calls it may keep a read transaction open,
 /// together with the [`ChangeStamp`] read just before that transaction began: while the
@@ -226,26 +256,73 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path, options: OpenOptions) -> Result<Self> {
+        refuse_non_regular(path, options.read_only)?;
+        if options.read_only {
+            return Self::open_read_only(path, options);
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(options.busy_timeout)?;
         // D1: refuse a newer database before anything writes to it, WAL mode included.
         refuse_newer(&conn)?;
-        enable_wal(&conn)?;
-        configure(&conn)?;
+        enable_wal(&conn, options.busy_timeout)?;
+        configure(&conn, options)?;
         // The writer alone gets a large page cache, so that a bulk import does not
         // spill half-written pages into the log mid-transaction; `checkpoint` gives
         // the memory back afterwards.
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
         migrate(&conn)?;
+        let writer = Arc::new(Mutex::new(conn));
+        let readers = ReaderPool::start(path, options, WeakWriter(Arc::downgrade(&writer)))?;
+        Ok(Self {
+            writer,
+            options,
+            readers: Some(readers),
+        })
+    }
+
+    /// A store that only reads: it creates nothing beside the file (a read-only
+    /// directory is fine) and never migrates. Reads take a fresh transaction each
+    /// time, since there is no janitor to end kept ones.
+    fn open_read_only(path: &Path, options: OpenOptions) -> Result<Self> {
+        if !path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("database `{}` does not exist", path.display()),
+            )
+            .into());
+        }
+        let conn = match open_connection(path, options).and_then(|c| {
+            user_version(&c)?;
+            Ok(c)
+        }) {
+            Ok(conn) => conn,
+            // A WAL database whose `-shm` is gone (its last writer closed cleanly) in a
+            // directory this process cannot write: SQLite cannot make the shared-memory
+            // file it reads through. With no log either, the file alone is the whole
+            // database, and it is read as an immutable file.
+            Err(e) if is_cant_open(&e) && !has_log(path) => open_immutable(path, options)?,
+            Err(e) => return Err(e),
+        };
+        refuse_newer(&conn)?;
+        if user_version(&conn)? < SCHEMA_VERSION {
+            return Err(std::io::Error::other(format!(
+                "database `{}` has schema version {}, older than this turnstile's {SCHEMA_VERSION}: \
+                 open it once for writing to upgrade it",
+                path.display(),
+                user_version(&conn)?
+            ))
+            .into());
+        }
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
-            readers: Some(ReaderPool::start(path)?),
+            options,
+            readers: None,
         })
     }
 
@@ -255,11 +332,16 @@ impl Store {
     }
 
     pub(crate) fn open_in_memory() -> Result<Self> {
+        let options = OpenOptions {
+            busy_timeout: BUSY_TIMEOUT,
+            read_only: false,
+        };
         let conn = Connection::open_in_memory()?;
-        configure(&conn)?;
+        configure(&conn, options)?;
         migrate(&conn)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
+            options,
             readers: None,
         })
     }
@@ -267,6 +349,13 @@ impl Store {
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`), committed only if `f`
     /// succeeds. An early `?` in `f` drops the transaction, which rolls back (E3).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        if self.options.read_only {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the database was opened read-only",
+            )
+            .into());
+        }
         write_on(&self.writer, f)
     }
 
@@ -342,15 +431,52 @@ impl WeakWriter {
     }
 }
 
+/// One write transaction on `writer`. Waiting for another process's writer past the
+/// busy timeout is `Busy { waited }`, never a raw storage error (D2).
 fn write_on<T>(
     writer: &Mutex<Connection>,
     f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut conn = lock(writer);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let started = std::time::Instant::now();
+    let busy = |e: rusqlite::Error| {
+        if is_busy(&e) {
+            Error::Busy {
+                waited: started.elapsed(),
+            }
+        } else {
+            Error::from(e)
+        }
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(busy)?;
     let out = f(&SqliteRepo { conn: &tx })?;
-    tx.commit()?;
+    tx.commit().map_err(busy)?;
     Ok(out)
+}
+
+/// D6: a path that exists and is not a regular file (a directory, a device, a FIFO,
+/// a socket; a symbolic link is followed) is refused before SQLite creates anything
+/// beside it. A missing path is fine, unless the store is to be read-only.
+fn refuse_non_regular(path: &Path, read_only: bool) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) => {
+            let what = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("database path `{}` is {what}", path.display()),
+            )
+            .into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !read_only => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_in<T>(conn: &Connection, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
@@ -363,21 +489,30 @@ fn read_in<T>(conn: &Connection, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -
 impl ReaderPool {
     /// A pool for the database at `path`, with its janitor thread, which ends when the
     /// pool is dropped.
-    fn start(path: &Path) -> Result<Arc<Self>> {
+    fn start(path: &Path, options: OpenOptions, writer: WeakWriter) -> Result<Arc<Self>> {
         let pool = Arc::new(Self {
             path: path.to_owned(),
+            options,
             idle: Mutex::new(Vec::new()),
             probe: ChangeProbe::of(path)?,
             keep_snapshots: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&pool);
+        let wal = {
+            let mut wal = std::fs::canonicalize(path)?.into_os_string();
+            wal.push("-wal");
+            PathBuf::from(wal)
+        };
         let janitor = std::thread::Builder::new()
             .name("turnstile-readers".into())
             .spawn(move || {
-                loop {
+                for tick in 1u64.. {
                     std::thread::sleep(JANITOR_PERIOD);
                     let Some(pool) = weak.upgrade() else { return };
                     pool.release_stale();
+                    if tick % WAL_CHECK_TICKS == 0 {
+                        shrink_log(&wal, &writer, options);
+                    }
                 }
             });
         // Without a janitor, readers end their snapshot at the end of every call.
@@ -401,7 +536,7 @@ impl ReaderPool {
         let mut reader = match popped {
             Some(reader) => reader,
             None => Reader {
-                conn: open_reader(&self.path)?,
+                conn: open_connection(&self.path, self.options)?,
                 snapshot: None,
             },
         };
@@ -442,8 +577,8 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// itself, and SQLite reports `SQLITE_BUSY` at once rather than waiting out the busy
 /// timeout, so when several processes open a new file together the switch is retried,
 /// with backoff, until one of them has made it or [`BUSY_TIMEOUT`] passes.
-fn enable_wal(conn: &Connection) -> Result<()> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+fn enable_wal(conn: &Connection, busy_timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + busy_timeout;
     let mut pause = Duration::from_millis(1);
     loop {
         let mode = conn
@@ -472,18 +607,56 @@ fn enable_wal(conn: &Connection) -> Result<()> {
     }
 }
 
-fn open_reader(path: &Path) -> Result<Connection> {
+fn is_cant_open(e: &Error) -> bool {
+    matches!(e, Error::Storage(crate::error::StorageError(crate::error::StorageCause::Sqlite(e)))
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen))
+}
+
+/// Whether the database has a write-ahead log with anything in it.
+fn has_log(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// A read-only connection that reads the file as it is and takes no lock: only for a
+/// database with no log, in a directory no one can write (see [`Store::open_read_only`]).
+fn open_immutable(path: &Path, options: OpenOptions) -> Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
     let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    configure(&conn)?;
+    configure(&conn, options)?;
     Ok(conn)
 }
 
-fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+/// A connection to an existing database: a pooled reader, or a read-only store's only one.
+fn open_connection(path: &Path, options: OpenOptions) -> Result<Connection> {
+    let access = if options.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    configure(&conn, options)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, options: OpenOptions) -> Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    // D6: once checkpointed, the log is cut back to this size rather than kept at
+    // whatever size a reader holding it back let it grow to.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Reads straight from the mapped file instead of copying pages into the cache.
