@@ -246,9 +246,34 @@ pub fn maybe_time(t: &Option<DateTime<Utc>>) -> String {
     t.as_ref().map(time).unwrap_or_else(|| "-".to_owned())
 }
 
+/// `s` as one shell word, for lines people paste.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-@:+=,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// `allowed` or `not allowed`.
+pub fn allowed(yes: bool) -> &'static str {
+    if yes { "allowed" } else { "not allowed" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("ml-team/cls"), "ml-team/cls");
+        assert_eq!(shell_quote("/tmp/a b.db"), "'/tmp/a b.db'");
+        assert_eq!(shell_quote("ml-team/bob's"), "'ml-team/bob'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn table_aligns_columns_and_leaves_no_trailing_spaces() {

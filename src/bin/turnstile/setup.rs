@@ -1,0 +1,164 @@
+//! `init` and `demo`: the commands that create a database.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use clap::Args;
+use serde_json::json;
+use turnstile::{Engine, WorkspaceName};
+
+use crate::context::Context;
+use crate::matrix;
+use crate::output::{Failure, Output, TokenJson, shell_quote};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// the first workspace
+    #[arg(long, value_name = "WORKSPACE")]
+    workspace: String,
+    /// the first admin, a new user
+    #[arg(long, value_name = "USER")]
+    admin: String,
+    /// the admin token's label
+    #[arg(long, default_value = "cli")]
+    label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// replace the database file if it exists
+    #[arg(long)]
+    force: bool,
+}
+
+/// Whether a file holds anything: a database is only ever created where there was none.
+fn non_empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > 0)
+}
+
+/// Removes a database file and its WAL companions.
+fn remove_database(path: &Path) -> std::io::Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        match std::fs::remove_file(PathBuf::from(companion)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a database at `path`, fills it with `fill`, and removes it again if
+/// filling fails, so that a failed `init` or `demo` leaves no half-made file.
+fn create_database<T>(
+    path: &Path,
+    fill: impl FnOnce(&Engine) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let result = Engine::open(path)
+        .map_err(Failure::from)
+        .and_then(|engine| fill(&engine));
+    if result.is_err() {
+        let _ = remove_database(path);
+    }
+    result
+}
+
+pub fn init(ctx: &Context, args: InitArgs) -> Result<Output, Failure> {
+    let path = ctx.db_path();
+    if non_empty(&path) {
+        return Err(Failure::denied(format!(
+            "database `{}` already exists: `init` creates a new one; use `workspace create` to add a workspace",
+            path.display()
+        )));
+    }
+    // Parse both names before creating anything.
+    let workspace: WorkspaceName = args.workspace.parse()?;
+    let admin: turnstile::Username = args.admin.parse()?;
+    let token = create_database(&path, |engine| {
+        engine.create_user(admin.as_str())?;
+        engine.create_workspace(workspace.as_str(), admin.as_str())?;
+        Ok(engine.issue_user_token(admin.as_str(), &args.label, None)?)
+    })?;
+    let note = format!(
+        "created database `{}` with workspace `{workspace}` and admin `{admin}`; the admin's token:",
+        path.display()
+    );
+    let doc = json!({
+        "database": path.display().to_string(),
+        "workspace": workspace.to_string(),
+        "admin": admin.to_string(),
+        "token": TokenJson::new(&token, None),
+    });
+    Ok(Output::token(doc, note, &token))
+}
+
+pub fn demo(ctx: &Context, args: DemoArgs) -> Result<Output, Failure> {
+    let path = match &ctx.db {
+        Some(path) => path.clone(),
+        None => {
+            let stamp = Utc::now().format("%Y%m%d-%H%M%S");
+            std::env::temp_dir().join(format!("turnstile-demo-{stamp}-{}.db", std::process::id()))
+        }
+    };
+    if non_empty(&path) {
+        if !args.force {
+            return Err(Failure::denied(format!(
+                "database `{}` already exists: the demo needs a fresh one (pass --force to replace it)",
+                path.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(Failure::storage(format!(
+                "`{}` is a directory",
+                path.display()
+            )));
+        }
+        remove_database(&path)
+            .map_err(|e| Failure::storage(format!("cannot remove `{}`: {e}", path.display())))?;
+    }
+    let m = create_database(&path, |engine| {
+        matrix::build_demo(engine)?;
+        matrix::build(engine, Some(matrix::DEMO_WORKSPACE))
+    })?;
+    let db = path.display().to_string();
+    let db_arg = shell_quote(&db);
+    let mut text = format!(
+        "demo database: {db}\n\n\
+         workspace `{ws}`: admin `{admin}`, member `{member}`, service account `{sa}`\n\
+         `{sa}` is contributor on `{private}` only; `{member}` is viewer there\n\n",
+        ws = matrix::DEMO_WORKSPACE,
+        admin = matrix::DEMO_ADMIN,
+        member = matrix::DEMO_MEMBER,
+        sa = matrix::DEMO_SERVICE_ACCOUNT,
+        private = matrix::DEMO_PRIVATE,
+    );
+    let visibilities: Vec<String> = m
+        .projects
+        .iter()
+        .map(|p| format!("{} ({})", p.project, p.visibility))
+        .collect();
+    text.push_str(&format!("projects: {}\n\n", visibilities.join(", ")));
+    text.push_str(&m.render());
+    let sa_sees = m.role(matrix::DEMO_SERVICE_ACCOUNT, matrix::DEMO_WORKSPACE_PROJECT);
+    let member_sees = m.role(matrix::DEMO_MEMBER, matrix::DEMO_WORKSPACE_PROJECT);
+    if sa_sees.is_none() && member_sees.is_some() {
+        text.push_str(&format!(
+            "\n`{sa}` does not see `{p}`: `workspace` visibility makes every member\n\
+             user an owner, but never reaches a service account (R5), which sees only the\n\
+             projects it is assigned to, and public ones.\n",
+            sa = matrix::DEMO_SERVICE_ACCOUNT,
+            p = matrix::DEMO_WORKSPACE_PROJECT,
+        ));
+    }
+    text.push_str(&format!(
+        "\nexplore it:\n  turnstile --db {db_arg} explain --as {sa} {p}\n  turnstile --db {db_arg} check --as {member} {p} manage\n",
+        sa = matrix::DEMO_SERVICE_ACCOUNT,
+        member = matrix::DEMO_MEMBER,
+        p = matrix::DEMO_WORKSPACE_PROJECT,
+    ));
+    Ok(Output::new(json!({ "database": db, "matrix": m }), text))
+}
