@@ -1365,3 +1365,39 @@ fn project_list_pages_with_limit_and_after() {
     assert_eq!(all["projects"].as_array().unwrap().len(), 3);
     assert_eq!(all["next"], Value::Null);
 }
+
+// ---- issue 9: hardening ----
+
+#[test]
+fn e4_durations_beyond_the_calendar_are_usage_errors_not_panics() {
+    let env = Env::new();
+    let alice = env.init();
+    env.run(&["user", "create", "bob"]).ok();
+    for args in [
+        &[
+            "user",
+            "token",
+            "issue",
+            "bob",
+            "--expires-in",
+            "100000000d",
+        ][..],
+        &["user", "token", "issue", "bob", "--expires-in", "15250000w"],
+    ] {
+        let run = env.run(args).code(2);
+        assert!(run.stderr.contains("--expires-in"), "{run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+    for flag in ["--since", "--until"] {
+        let run = env
+            .run_as(&alice, &["audit", "ml-team", flag, "100000000d"])
+            .code(2);
+        assert!(run.stderr.contains(flag), "{run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+    // Within the calendar, both still work.
+    env.run(&["user", "token", "issue", "bob", "--expires-in", "3650d"])
+        .ok();
+    env.run_as(&alice, &["audit", "ml-team", "--since", "36500d"])
+        .ok();
+}

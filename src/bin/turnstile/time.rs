@@ -34,10 +34,22 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("invalid time `{s}`: expected RFC 3339 (`2025-01-31T12:00:00Z`) or a date (`2025-01-31`)"))
 }
 
-/// [`parse_time`], or a duration before now.
+/// A duration from now (an expiry): `now + d`, refused when it falls beyond the
+/// calendar rather than overflowing (E4).
+pub fn parse_from_now(s: &str) -> Result<DateTime<Utc>, String> {
+    let d = parse_duration(s)?;
+    Utc::now()
+        .checked_add_signed(d)
+        .ok_or_else(|| format!("duration `{s}` reaches beyond the last representable time"))
+}
+
+/// [`parse_time`], or a duration before now: `now - d`, refused when it falls before
+/// the calendar rather than overflowing (E4).
 pub fn parse_time_or_ago(s: &str) -> Result<DateTime<Utc>, String> {
     match parse_duration(s) {
-        Ok(ago) => Ok(Utc::now() - ago),
+        Ok(ago) => Utc::now().checked_sub_signed(ago).ok_or_else(|| {
+            format!("duration `{s}` reaches before the first representable time")
+        }),
         Err(_) => parse_time(s).map_err(|_| {
             format!("invalid time `{s}`: expected RFC 3339, a date (`2025-01-31`) or a duration ago (`12h`, `7d`)")
         }),
@@ -61,5 +73,9 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2025-01-31T10:00:00+00:00");
         assert!(parse_time_or_ago("1h").unwrap() < Utc::now());
         assert!(parse_time_or_ago("yesterday").is_err());
+        // E4: in range for TimeDelta, out of range for a date.
+        assert!(parse_time_or_ago("100000000d").is_err());
+        assert!(parse_from_now("100000000d").is_err());
+        assert!(parse_from_now("30d").unwrap() > Utc::now());
     }
 }

@@ -1,14 +1,14 @@
 //! Personal tokens (`user token`): issue, list, revoke. Service-account tokens are
 //! under `service-account token`.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::json;
 use turnstile::Engine;
 
 use crate::context::Context;
 use crate::output::{Failure, Output, TokenJson, maybe_time, table, time};
-use crate::time::{parse_duration, parse_time};
+use crate::time::{parse_from_now, parse_time};
 
 #[derive(Debug, Subcommand)]
 pub enum UserTokenCommand {
@@ -27,8 +27,8 @@ examples:
         #[arg(long, default_value = "cli")]
         label: String,
         /// expire after this long
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "expires_at")]
-        expires_in: Option<TimeDelta>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_from_now, conflicts_with = "expires_at")]
+        expires_in: Option<DateTime<Utc>>,
         /// expire at this time (RFC 3339 or a date)
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         expires_at: Option<DateTime<Utc>>,
@@ -56,7 +56,7 @@ pub fn user_token(
             expires_in,
             expires_at,
         } => {
-            let expires_at = expires_at.or_else(|| expires_in.map(|d| Utc::now() + d));
+            let expires_at = expires_at.or(expires_in);
             let token = engine.issue_user_token(&user, &label, expires_at)?;
             let until = expires_at
                 .map(|t| format!(", expires {}", time(&t)))
