@@ -1401,3 +1401,38 @@ fn e4_durations_beyond_the_calendar_are_usage_errors_not_panics() {
     env.run_as(&alice, &["audit", "ml-team", "--since", "36500d"])
         .ok();
 }
+
+#[test]
+fn t3_an_empty_token_is_a_missing_token_not_an_invalid_one() {
+    let env = Env::new();
+    env.init();
+    for token in ["", "  "] {
+        for args in [
+            &["whoami"][..],
+            &["project", "list"],
+            &["check", "ml-team/x", "view"],
+        ] {
+            let run = env.run_on(&env.db, Some(token), args).code(2);
+            assert!(run.error().contains("missing token"), "{run:?}");
+        }
+    }
+    // A token that is there but wrong is still the one `invalid token` (T3).
+    let run = env.run_as("tst_nonsense", &["whoami"]).code(1);
+    assert!(run.error().contains("invalid token"), "{run:?}");
+}
+
+#[test]
+fn project_list_limit_is_refused_outside_1_to_10000() {
+    let env = Env::new();
+    let alice = env.init();
+    for limit in ["0", "10001", "-1"] {
+        let run = env
+            .run_as(&alice, &["project", "list", &format!("--limit={limit}")])
+            .code(2);
+        assert!(run.stderr.contains("--limit"), "{run:?}");
+    }
+    env.run_as(&alice, &["project", "list", "--limit", "10000"])
+        .ok();
+    env.run_as(&alice, &["project", "list", "--limit", "1"])
+        .ok();
+}

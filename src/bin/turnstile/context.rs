@@ -12,6 +12,8 @@ pub const DEFAULT_DB: &str = "turnstile.db";
 /// What every command shares: where the database is, who acts.
 pub struct Context {
     pub db: Option<PathBuf>,
+    /// The token, trimmed; `None` when absent or blank (`TURNSTILE_TOKEN=""` is a
+    /// missing token, not an invalid one).
     pub token: Option<String>,
 }
 
@@ -35,8 +37,10 @@ impl Context {
 
     /// The acting principal's session, from `--token` or `TURNSTILE_TOKEN`.
     pub fn session<'e>(&self, engine: &'e Engine) -> Result<Session<'e>, Failure> {
-        let token = self.token.as_deref().map(str::trim).ok_or_else(|| {
-            Failure::usage("this command acts as a principal: pass --token or set TURNSTILE_TOKEN")
+        let token = self.token.as_deref().ok_or_else(|| {
+            Failure::usage(
+                "missing token: this command acts as a principal; pass --token or set TURNSTILE_TOKEN",
+            )
         })?;
         Ok(engine.authenticate(token)?)
     }
@@ -51,7 +55,7 @@ impl Context {
             Some(p) => Ok(p.parse()?),
             None if self.token.is_some() => Ok(self.session(engine)?.actor().clone()),
             None => Err(Failure::usage(
-                "name the principal with --as PRINCIPAL, or pass --token or set TURNSTILE_TOKEN",
+                "missing token: name the principal with --as PRINCIPAL, or pass --token or set TURNSTILE_TOKEN",
             )),
         }
     }

@@ -250,7 +250,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<Output, Failure> {
     let ctx = Context {
         db: cli.db,
-        token: cli.token,
+        token: cli
+            .token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
     };
     match cli.command {
         Command::Init(args) => setup::init(&ctx, args),

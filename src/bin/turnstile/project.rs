@@ -44,8 +44,8 @@ examples:
   turnstile project list --limit 100 --after ml-team/classification")]
     List {
         /// at most this many projects (1 to 10000)
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        limit: Option<u16>,
         /// only projects after this one (`workspace/project`, a previous page's `next`)
         #[arg(long, value_name = "PROJECT")]
         after: Option<String>,
@@ -191,7 +191,8 @@ pub fn project(ctx: &Context, command: ProjectCommand) -> Result<Output, Failure
             let (projects, next) = if limit.is_none() && after.is_none() {
                 (s.list_projects()?, None)
             } else {
-                let page = s.list_projects_page(after.as_deref(), limit.unwrap_or(1000))?;
+                let page =
+                    s.list_projects_page(after.as_deref(), limit.map_or(1000, usize::from))?;
                 (page.projects, page.next)
             };
             let rows: Vec<Vec<String>> = projects.iter().map(|p| vec![p.clone()]).collect();
