@@ -245,18 +245,81 @@ fn demo_json_matrix_has_every_member_on_the_workspace_project_and_not_the_servic
 }
 
 #[test]
-fn demo_refuses_an_existing_database_unless_forced() {
+fn demo_replaces_only_its_own_database_and_only_with_force() {
     let env = Env::new();
-    std::fs::write(&env.db, b"precious").unwrap();
-    let run = env.run(&["demo"]).code(1);
-    assert!(run.error().contains("already exists"), "{run:?}");
-    assert_eq!(std::fs::read(&env.db).unwrap(), b"precious");
+    let db = env.path("demo.db");
+    env.run_on(&db, None, &["demo"]).ok();
+    // A second demo on the demo's own database is refused without --force...
+    let run = env.run_on(&db, None, &["demo"]).code(1);
+    assert!(run.error().contains("--force"), "{run:?}");
+    // ...and replaces it with it.
+    env.run_on(&db, None, &["demo", "--force"]).ok();
+    env.run_on(
+        &db,
+        None,
+        &["check", "--as", "alice", "ml-team/showcase", "delete"],
+    )
+    .ok();
+}
 
-    env.run(&["demo", "--force"]).ok();
-    env.run(&["check", "--as", "alice", "ml-team/showcase", "delete"])
-        .ok();
-    // A second demo on the demo's own database is refused too.
-    env.run(&["demo"]).code(1);
+#[test]
+fn demo_force_never_replaces_a_file_it_did_not_make() {
+    let env = Env::new();
+    // A plain text file.
+    std::fs::write(&env.db, b"precious").unwrap();
+    for args in [&["demo"][..], &["demo", "--force"]] {
+        let run = env.run(args).code(1);
+        assert!(run.error().contains("not a database made by"), "{run:?}");
+        assert!(!run.stderr.contains("pass --force"), "{run:?}");
+        assert_eq!(std::fs::read(&env.db).unwrap(), b"precious");
+    }
+    // A populated database that is not a demo's.
+    let populated = env.path("team.db");
+    let alice = env
+        .run_on(
+            &populated,
+            None,
+            &["init", "--workspace", "ml-team", "--admin", "alice"],
+        )
+        .ok()
+        .token();
+    let run = env.run_on(&populated, None, &["demo", "--force"]).code(1);
+    assert!(run.error().contains("not a database made by"), "{run:?}");
+    env.run_on(&populated, Some(&alice), &["whoami"]).ok();
+    // A demo database that someone has since put to use is no longer the demo's.
+    let used = env.path("used.db");
+    env.run_on(&used, None, &["demo"]).ok();
+    env.run_on(&used, None, &["user", "create", "carol"]).ok();
+    env.run_on(&used, None, &["demo", "--force"]).code(1);
+    let users = env.run_on(&used, None, &["--json", "export"]).ok().json()["users"].clone();
+    assert!(users.as_array().unwrap().contains(&Value::from("carol")));
+}
+
+#[test]
+fn demo_ignores_turnstile_db_and_uses_its_own_file() {
+    let env = Env::new();
+    let alice = env.init();
+    let before = std::fs::read(&env.db).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .current_dir(env.dir.path())
+        .env("TURNSTILE_DB", &env.db)
+        .env_remove("TURNSTILE_TOKEN")
+        .args(["demo", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo database: "))
+        .map(PathBuf::from)
+        .expect("the demo names its database");
+    assert_ne!(path, env.db);
+    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+    env.run_as(&alice, &["whoami"]).ok();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 
 mod audit;
@@ -98,7 +99,9 @@ workspace `ml-team` with admin `alice` and member `bob`; projects `classificatio
 (private), `sandbox` (workspace) and `showcase` (public); service account
 `cicd@ml-team`, contributor on `classification` only. the matrix shows that the
 service account does not see the `workspace`-visibility project while every member
-does. without --db the demo database is a new temporary file.
+does. without --db the demo database is a new temporary file (TURNSTILE_DB is not
+used: it names your own database). the demo never replaces a file it did not make:
+--force replaces only an earlier demo database that no one has changed.
 
 examples:
   turnstile demo
@@ -233,9 +236,14 @@ examples:
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let db_from_env = matches.value_source("db") == Some(ValueSource::EnvVariable);
     let json = cli.json;
-    match run(cli) {
+    match run(cli, db_from_env) {
         Ok(out) => {
             out.print(json);
             ExitCode::from(out.code)
@@ -247,9 +255,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<Output, Failure> {
+fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
     let ctx = Context {
         db: cli.db,
+        db_from_env,
         token: cli
             .token
             .map(|t| t.trim().to_owned())
@@ -291,7 +300,6 @@ mod tests {
 
     #[test]
     fn the_command_line_is_well_formed() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

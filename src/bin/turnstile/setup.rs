@@ -26,9 +26,53 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// replace the database file if it exists
+    /// replace the file named by --db if it is an earlier, unchanged demo database
+    /// (anything else is never replaced)
     #[arg(long)]
     force: bool,
+}
+
+/// The label of the token that marks a database as one the demo made. Its secret is
+/// dropped at once: the token is a marker, never a credential anyone holds.
+const DEMO_MARKER: &str = "made by turnstile demo";
+
+/// Whether `path` holds a database that `demo` made and that no one has changed since:
+/// a regular file with SQLite's header and a schema version (read before anything
+/// opens it, so that no other file is ever opened as a database), the demo's marker
+/// token, and exactly the demo's model. Only such a file may be replaced.
+fn is_demo_database(path: &Path) -> bool {
+    use std::io::Read as _;
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    let mut header = [0u8; 100];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    if !regular || read.is_err() || &header[..16] != b"SQLite format 3\0" {
+        return false;
+    }
+    // A file made by another program (schema version 0) is never opened.
+    if header[60..64] == [0; 4] {
+        return false;
+    }
+    let Ok(engine) = Engine::open(path) else {
+        return false;
+    };
+    let marked = matrix::DEMO_ADMIN
+        .parse()
+        .map_err(Failure::from)
+        .and_then(|admin| Ok(engine.session_for(&admin)?.tokens()?))
+        .is_ok_and(|tokens| {
+            tokens
+                .iter()
+                .any(|t| t.label == DEMO_MARKER && t.revoked_at.is_none())
+        });
+    let pristine = || -> Result<bool, Failure> {
+        let fresh = Engine::open_in_memory()?;
+        matrix::build_demo(&fresh)?;
+        let model = |e: &Engine| -> Result<serde_json::Value, Failure> {
+            serde_json::to_value(e.export()?).map_err(|e| Failure::storage(e.to_string()))
+        };
+        Ok(model(&engine)? == model(&fresh)?)
+    };
+    marked && pristine().unwrap_or(false)
 }
 
 /// Whether a file holds anything: a database is only ever created where there was none.
@@ -97,23 +141,25 @@ pub fn init(ctx: &Context, args: InitArgs) -> Result<Output, Failure> {
 }
 
 pub fn demo(ctx: &Context, args: DemoArgs) -> Result<Output, Failure> {
+    // TURNSTILE_DB names the user's own database: the demo never uses it unasked.
     let path = match &ctx.db {
-        Some(path) => path.clone(),
-        None => {
+        Some(path) if !ctx.db_from_env => path.clone(),
+        _ => {
             let stamp = Utc::now().format("%Y%m%d-%H%M%S");
             std::env::temp_dir().join(format!("turnstile-demo-{stamp}-{}.db", std::process::id()))
         }
     };
     if non_empty(&path) {
-        if !args.force {
+        if !is_demo_database(&path) {
             return Err(Failure::denied(format!(
-                "database `{}` already exists: the demo needs a fresh one (pass --force to replace it)",
+                "`{}` is not a database made by `turnstile demo`, so the demo never replaces it: \
+                 name a new file with --db, or leave --db out for a temporary one",
                 path.display()
             )));
         }
-        if path.is_dir() {
-            return Err(Failure::storage(format!(
-                "`{}` is a directory",
+        if !args.force {
+            return Err(Failure::denied(format!(
+                "`{}` holds an earlier demo: pass --force to replace it",
                 path.display()
             )));
         }
@@ -122,6 +168,7 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> Result<Output, Failure> {
     }
     let m = create_database(&path, |engine| {
         matrix::build_demo(engine)?;
+        drop(engine.issue_user_token(matrix::DEMO_ADMIN, DEMO_MARKER, None)?);
         matrix::build(engine, Some(matrix::DEMO_WORKSPACE))
     })?;
     let db = path.display().to_string();
