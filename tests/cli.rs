@@ -1189,6 +1189,9 @@ fn import_is_all_or_nothing() {
         r#""members": { "carol": "viewer" }"#,
     );
     std::fs::write(env.path("bad.json"), bad).unwrap();
+    // Into an existing, empty database.
+    std::fs::write(env.path("empty.json"), r#"{"version": 1}"#).unwrap();
+    env.run(&["import", "empty.json"]).ok();
     let run = env.run(&["import", "bad.json"]).code(1);
     assert!(
         run.error()
@@ -1498,4 +1501,45 @@ fn project_list_limit_is_refused_outside_1_to_10000() {
         .ok();
     env.run_as(&alice, &["project", "list", "--limit", "1"])
         .ok();
+}
+
+/// The names in a directory, sorted.
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_import_into_a_new_path_leaves_nothing_behind() {
+    let env = Env::new();
+    let bad = SNAPSHOT.replace(
+        r#""members": { "bob": "viewer" }"#,
+        r#""members": { "carol": "viewer" }"#,
+    );
+    std::fs::write(env.path("bad.json"), bad).unwrap();
+    std::fs::write(env.path("good.json"), SNAPSHOT).unwrap();
+    env.run(&["import", "bad.json"]).code(1);
+    assert_eq!(dir_names(env.dir.path()), ["bad.json", "good.json"]);
+    // So `init` and `demo` accept the path afterwards.
+    env.init();
+    std::fs::remove_file(&env.db).unwrap();
+    env.run(&["demo"]).ok();
+    std::fs::remove_file(&env.db).unwrap();
+
+    // A successful import into a new path leaves the database and nothing else.
+    env.run(&["import", "good.json"]).ok();
+    assert_eq!(
+        dir_names(env.dir.path()),
+        ["acl.db", "bad.json", "good.json"]
+    );
+    let doc = env.run(&["--json", "export"]).ok().json();
+    assert_eq!(doc["users"].as_array().unwrap().len(), 4);
+
+    // A failed import into an existing database changes nothing and removes nothing.
+    env.run(&["import", "bad.json"]).code(1);
+    assert_eq!(env.run(&["--json", "export"]).ok().json(), doc);
 }

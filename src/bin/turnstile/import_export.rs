@@ -10,6 +10,7 @@ use serde_json::json;
 use turnstile::Engine;
 
 use crate::context::Context;
+use crate::files::{PendingDatabase, non_empty};
 use crate::output::{Failure, Output};
 use crate::transfer::{self, Format};
 
@@ -52,8 +53,15 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
     let snapshot = transfer::parse(format, &content)?;
 
     // An import may create its database: loading a snapshot into a new file is how a
-    // copy is made.
-    let engine = Engine::open(ctx.db_path())?;
+    // copy is made. A new database is built beside its path and moved there only once
+    // the import succeeded, so that a failed import leaves nothing behind.
+    let target = ctx.db_path();
+    let pending = if non_empty(&target) {
+        None
+    } else {
+        Some(PendingDatabase::beside(&target)?)
+    };
+    let engine = Engine::open(pending.as_ref().map_or(target.as_path(), |p| p.path()))?;
     let projects: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(projects as u64).with_style(
@@ -70,6 +78,10 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
     });
     bar.finish_and_clear();
     let summary = result?;
+    drop(engine);
+    if let Some(pending) = pending {
+        pending.install()?;
+    }
     let text = format!(
         "imported {} users, {} workspaces, {} memberships, {} service accounts, {} projects, {} grants\n",
         summary.users,

@@ -15,6 +15,7 @@ use serde_json::json;
 mod audit;
 mod check;
 mod context;
+mod files;
 mod import_export;
 mod matrix;
 mod output;

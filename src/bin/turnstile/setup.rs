@@ -1,6 +1,6 @@
 //! `init` and `demo`: the commands that create a database.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use clap::Args;
@@ -8,6 +8,7 @@ use serde_json::json;
 use turnstile::{Engine, WorkspaceName};
 
 use crate::context::Context;
+use crate::files::{non_empty, remove_database};
 use crate::matrix;
 use crate::output::{Failure, Output, TokenJson, shell_quote};
 
@@ -73,27 +74,6 @@ fn is_demo_database(path: &Path) -> bool {
         Ok(model(&engine)? == model(&fresh)?)
     };
     marked && pristine().unwrap_or(false)
-}
-
-/// Whether a file holds anything: a database is only ever created where there was none.
-fn non_empty(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > 0)
-}
-
-/// Removes a database file and its WAL companions.
-fn remove_database(path: &Path) -> std::io::Result<()> {
-    for suffix in ["-wal", "-shm"] {
-        let mut companion = path.as_os_str().to_owned();
-        companion.push(suffix);
-        match std::fs::remove_file(PathBuf::from(companion)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// Creates a database at `path`, fills it with `fill`, and removes it again if
