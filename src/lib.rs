@@ -38,6 +38,7 @@ mod cache;
 pub mod domain;
 mod engine;
 mod error;
+mod info;
 pub mod repo;
 mod session;
 mod snapshot;
@@ -53,6 +54,7 @@ pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 pub use engine::{Engine, IssuedToken, Options, TokenInfo};
 pub use error::{Error, ErrorKind, NameKind, Result, StorageError};
+pub use info::{Membership, ProjectInfo, UserInfo};
 pub use session::{
     ProjectOptions, ProjectPage, ServiceAccountInfo, Session, WorkspaceSettings, WorkspaceStatus,
 };
