@@ -1543,3 +1543,63 @@ fn a_failed_import_into_a_new_path_leaves_nothing_behind() {
     env.run(&["import", "bad.json"]).code(1);
     assert_eq!(env.run(&["--json", "export"]).ok().json(), doc);
 }
+
+#[test]
+fn e1_errors_under_json_are_one_json_line_on_stderr_with_kind_and_name() {
+    let env = Env::new();
+    let alice = env.init();
+    let error = |run: &Run| -> Value {
+        assert!(run.stdout.is_empty(), "{run:?}");
+        let line = run.stderr.trim_end();
+        assert!(!line.contains('\n'), "{run:?}");
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))["error"]
+            .clone()
+    };
+    let cases: [(&[&str], i32, &str, &str); 5] = [
+        (
+            &["--json", "project", "members", "ml-team/absent"],
+            1,
+            "not_found",
+            "ProjectNotFound",
+        ),
+        (
+            &["--json", "user", "create", "bad name"],
+            2,
+            "invalid_input",
+            "InvalidName",
+        ),
+        (
+            &["--json", "workspace", "invite", "ml-team", "alice"],
+            1,
+            "conflict",
+            "UserAlreadyInvited",
+        ),
+        (
+            &["--json", "project", "list", "--limit", "0"],
+            2,
+            "invalid_input",
+            "Usage",
+        ),
+        (&["--json", "no-such-command"], 2, "invalid_input", "Usage"),
+    ];
+    for (args, code, kind, name) in cases {
+        let run = env.run_as(&alice, args).code(code);
+        let e = error(&run);
+        assert_eq!(
+            (e["kind"].as_str(), e["name"].as_str()),
+            (Some(kind), Some(name)),
+            "{run:?}"
+        );
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    let run = env.run_as("tst_nonsense", &["--json", "whoami"]).code(1);
+    assert_eq!(error(&run)["kind"], "unauthenticated");
+    let run = env
+        .run_on(&env.path("absent.db"), None, &["--json", "matrix"])
+        .code(3);
+    assert_eq!(error(&run)["name"], "DatabaseNotFound");
+    // Without --json, the same failure is one `error:` line.
+    env.run_as(&alice, &["project", "members", "ml-team/absent"])
+        .code(1)
+        .error();
+}

@@ -29,7 +29,7 @@ impl Context {
     pub fn open(&self) -> Result<Engine, Failure> {
         let path = self.db_path();
         if !path.exists() {
-            return Err(Failure::storage(format!(
+            return Err(Failure::missing_database(format!(
                 "database `{}` not found: create it with `turnstile init` or name another with --db",
                 path.display()
             )));

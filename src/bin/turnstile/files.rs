@@ -85,10 +85,13 @@ impl PendingDatabase {
         match std::fs::hard_link(&self.temp, &self.target) {
             Ok(()) => remove_if_present(&self.temp).map_err(fail)?,
             Err(e) if e.kind() == ErrorKind::AlreadyExists && non_empty(&self.target) => {
-                return Err(Failure::denied(format!(
-                    "`{}` appeared while importing: nothing was imported",
-                    self.target.display()
-                )));
+                return Err(Failure::conflict(
+                    "DatabaseExists",
+                    format!(
+                        "`{}` appeared while importing: nothing was imported",
+                        self.target.display()
+                    ),
+                ));
             }
             // An empty file in the way, or a file system without hard links.
             Err(_) => std::fs::rename(&self.temp, &self.target).map_err(fail)?,

@@ -44,7 +44,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
     read.map_err(|e| {
         let what = format!("cannot read `{}`: {e}", args.file.display());
         if e.kind() == std::io::ErrorKind::NotFound {
-            Failure::denied(what)
+            Failure::not_found("FileNotFound", what)
         } else {
             Failure::usage(what)
         }

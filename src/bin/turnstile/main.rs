@@ -237,10 +237,24 @@ examples:
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
+    // Asked before parsing, so that a malformed command line is reported as JSON too.
+    let json_asked = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) if !json_asked || !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let message = first.trim_start_matches("error: ").to_owned();
+            Failure::usage(message).print(true);
+            return ExitCode::from(output::EXIT_USAGE);
+        }
     };
     let db_from_env = matches.value_source("db") == Some(ValueSource::EnvVariable);
     let json = cli.json;
@@ -250,8 +264,8 @@ fn main() -> ExitCode {
             ExitCode::from(out.code)
         }
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.code)
+            failure.print(json);
+            ExitCode::from(failure.code())
         }
     }
 }

@@ -73,7 +73,10 @@ pub fn build(engine: &Engine, workspace: Option<&str>) -> Result<Matrix, Failure
     if let Some(name) = &wanted
         && workspaces.is_empty()
     {
-        return Err(Failure::denied(format!("workspace `{name}` not found")));
+        return Err(Failure::not_found(
+            "WorkspaceNotFound",
+            format!("workspace `{name}` not found"),
+        ));
     }
 
     let mut projects = Vec::new();

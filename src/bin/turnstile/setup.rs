@@ -94,10 +94,13 @@ fn create_database<T>(
 pub fn init(ctx: &Context, args: InitArgs) -> Result<Output, Failure> {
     let path = ctx.db_path();
     if non_empty(&path) {
-        return Err(Failure::denied(format!(
-            "database `{}` already exists: `init` creates a new one; use `workspace create` to add a workspace",
-            path.display()
-        )));
+        return Err(Failure::conflict(
+            "DatabaseExists",
+            format!(
+                "database `{}` already exists: `init` creates a new one; use `workspace create` to add a workspace",
+                path.display()
+            ),
+        ));
     }
     // Parse both names before creating anything.
     let workspace: WorkspaceName = args.workspace.parse()?;
@@ -131,17 +134,23 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> Result<Output, Failure> {
     };
     if non_empty(&path) {
         if !is_demo_database(&path) {
-            return Err(Failure::denied(format!(
-                "`{}` is not a database made by `turnstile demo`, so the demo never replaces it: \
+            return Err(Failure::conflict(
+                "NotADemoDatabase",
+                format!(
+                    "`{}` is not a database made by `turnstile demo`, so the demo never replaces it: \
                  name a new file with --db, or leave --db out for a temporary one",
-                path.display()
-            )));
+                    path.display()
+                ),
+            ));
         }
         if !args.force {
-            return Err(Failure::denied(format!(
-                "`{}` holds an earlier demo: pass --force to replace it",
-                path.display()
-            )));
+            return Err(Failure::conflict(
+                "DatabaseExists",
+                format!(
+                    "`{}` holds an earlier demo: pass --force to replace it",
+                    path.display()
+                ),
+            ));
         }
         remove_database(&path)
             .map_err(|e| Failure::storage(format!("cannot remove `{}`: {e}", path.display())))?;
