@@ -12,6 +12,8 @@ pub const DEFAULT_DB: &str = "turnstile.db";
 /// What every command shares: where the database is, who acts.
 pub struct Context {
     pub db: Option<PathBuf>,
+    /// Whether `--json` was given.
+    pub json: bool,
     /// Whether `db` came from `TURNSTILE_DB` rather than `--db`.
     pub db_from_env: bool,
     /// The token, trimmed; `None` when absent or blank (`TURNSTILE_TOKEN=""` is a

@@ -1,6 +1,8 @@
 //! `turnstile`: the command-line tool over the turnstile library. A thin layer: it
 //! parses the command line, calls the library, and prints. No access rule is decided
-//! here; see `docs/cli.md` for every command, the JSON fields and the exit codes.
+//! here; see `docs/cli.md` for every command, the JSON fields and the exit codes
+//! (the help itself never points an installed user at that file: it carries its own
+//! text).
 //!
 //! `main` dispatches; each command group has its own module holding its clap
 //! arguments and its handler.
@@ -14,6 +16,7 @@ use serde_json::json;
 
 mod audit;
 mod check;
+mod completions;
 mod context;
 mod files;
 mod import_export;
@@ -36,8 +39,9 @@ acting principal:
   management commands act as the principal whose token is given with --token or
   TURNSTILE_TOKEN (prefer the variable: a command line is visible to other users).
   the application's own commands need no token, only the database file: `init`,
-  `demo`, `user create`, `user token issue`, `workspace create`, `check --as`,
-  `explain --as`, `matrix`, `import` and `export`.
+  `demo`, `user create`, `user list`, `user token issue`, `workspace create`,
+  `workspace list`, `check --as`, `explain --as`, `matrix`, `import`, `export` and
+  `completions`.
 
 exit codes:
   0  success; `check`: allowed
@@ -74,7 +78,8 @@ struct Cli {
     )]
     token: Option<String>,
 
-    /// print one JSON document instead of tables (field names in docs/cli.md)
+    /// print one JSON document instead of tables; a failure is one JSON line on stderr:
+    /// {"error": {"kind", "name", "message"}}
     #[arg(long, global = true)]
     json: bool,
 
@@ -175,11 +180,19 @@ examples:
 the principal is --as (a username or `name@workspace`), --anonymous, or else the
 token's principal. actions: view, edit, manage, delete.
 
+with --file (`-` for stdin), one request per line: `[PRINCIPAL] PROJECT ACTION`
+(without a principal, the command's), or with --json a JSON object
+{\"principal\", \"anonymous\", \"project\", \"action\"}; one answer per line, in order:
+`allowed|denied PRINCIPAL PROJECT ACTION` or `error line N: ...` (JSON lines with
+--json). exits 0 if every request was allowed, 1 if any was denied, 2 if a line
+was malformed.
+
 examples:
   turnstile check --as bob ml-team/classification edit
   turnstile check --as cicd@ml-team ml-team/sandbox view || echo denied
   turnstile check --anonymous ml-team/showcase view
-  TURNSTILE_TOKEN=$CI_TOKEN turnstile check ml-team/classification edit")]
+  TURNSTILE_TOKEN=$CI_TOKEN turnstile check ml-team/classification edit
+  printf 'bob ml-team/classification edit\ncicd@ml-team ml-team/sandbox view\n' | turnstile check --file -")]
     Check(check::CheckArgs),
 
     /// the effective role of a principal on a project, the rule that gave it, and what it allows
@@ -215,8 +228,19 @@ examples:
     /// load users, workspaces, projects and grants from a JSON or CSV file, in one transaction
     #[command(after_help = "\
 the format is --format, else the file's extension, else its content. `-` reads
-stdin. all or nothing: on the first error nothing is imported. a progress bar
-shows on a terminal.
+stdin. all or nothing: on the first error nothing is imported, and a new database
+file is not created. a progress bar shows on a terminal.
+
+json: the document `turnstile --json export` writes. csv: a header row naming the
+columns kind,workspace,name,principal,value,key,description (key and description
+may be left out), then one row per fact:
+  user,,USERNAME
+  workspace,WORKSPACE
+  setting,WORKSPACE,allow_public_projects|service_account_limit,,VALUE
+  member,WORKSPACE,,USERNAME,admin|member
+  service_account,WORKSPACE,NAME,,active|deactivated
+  project,WORKSPACE,PROJECT,,VISIBILITY,KEY,DESCRIPTION
+  grant,WORKSPACE,PROJECT,USERNAME|NAME@WORKSPACE,ROLE
 
 examples:
   turnstile --db new.db import team.json
@@ -234,6 +258,14 @@ examples:
   turnstile export --output team.csv
   turnstile export --format csv")]
     Export(import_export::ExportArgs),
+
+    /// print a shell completion script
+    #[command(after_help = "\
+examples:
+  turnstile completions bash > ~/.local/share/bash-completion/completions/turnstile
+  turnstile completions zsh > \"${fpath[1]}/_turnstile\"
+  turnstile completions fish > ~/.config/fish/completions/turnstile.fish")]
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -274,6 +306,7 @@ fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
     let ctx = Context {
         db: cli.db,
         db_from_env,
+        json: cli.json,
         token: cli
             .token
             .map(|t| t.trim().to_owned())
@@ -306,6 +339,7 @@ fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
         Command::Audit(args) => audit::audit(&ctx, args),
         Command::Import(args) => import_export::import(&ctx, args),
         Command::Export(args) => import_export::export(&ctx, args),
+        Command::Completions(args) => completions::completions(args, Cli::command()),
     }
 }
 

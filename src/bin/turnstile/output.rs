@@ -299,6 +299,18 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A description on one table line: line breaks and tabs as spaces, any other control
+/// character escaped, so that stored text cannot move the terminal's cursor.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => " ".to_owned(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// `allowed` or `not allowed`.
 pub fn allowed(yes: bool) -> &'static str {
     if yes { "allowed" } else { "not allowed" }

@@ -5,7 +5,7 @@ use serde_json::json;
 use turnstile::{ProjectOptions, ProjectRole, Visibility};
 
 use crate::context::Context;
-use crate::output::{Failure, Output, role_map, shell_quote, table};
+use crate::output::{Failure, Output, one_line, pairs, role_map, shell_quote, table};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
@@ -33,7 +33,8 @@ examples:
         #[arg(long)]
         description: Option<String>,
     },
-    /// list the projects the acting principal can view
+    /// list the projects the acting principal can view, with their key, visibility,
+    /// description and the principal's role
     #[command(after_help = "\
 in workspace and name order. with --limit, one page at a time: the last line (or
 the JSON field `next`) gives the --after of the next page.
@@ -49,6 +50,17 @@ examples:
         /// only projects after this one (`workspace/project`, a previous page's `next`)
         #[arg(long, value_name = "PROJECT")]
         after: Option<String>,
+    },
+    /// a project's key, visibility, description and the acting principal's role on it
+    #[command(after_help = "\
+a project the acting principal cannot view is `not found`, as if it did not exist.
+
+examples:
+  turnstile project show ml-team/classification
+  turnstile --json project show ml-team/classification")]
+    Show {
+        /// `workspace/project`
+        project: String,
     },
     /// delete a project (workspace admins)
     #[command(after_help = "examples:\n  turnstile project delete ml-team/old-experiments")]
@@ -195,12 +207,42 @@ pub fn project(ctx: &Context, command: ProjectCommand) -> Result<Output, Failure
                     s.list_projects_page(after.as_deref(), limit.map_or(1000, usize::from))?;
                 (page.projects, page.next)
             };
-            let rows: Vec<Vec<String>> = projects.iter().map(|p| vec![p.clone()]).collect();
-            let mut text = table(&["project"], &rows, "no projects");
+            let projects = s.project_infos(&projects)?;
+            let rows: Vec<Vec<String>> = projects
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.project.clone(),
+                        p.key.clone(),
+                        p.visibility.to_string(),
+                        p.role.to_string(),
+                        one_line(&p.description),
+                    ]
+                })
+                .collect();
+            let mut text = table(
+                &["project", "key", "visibility", "role", "description"],
+                &rows,
+                "no projects",
+            );
             if let Some(next) = &next {
                 text.push_str(&format!("more follow: --after {}\n", shell_quote(next)));
             }
             Output::new(json!({ "projects": projects, "next": next }), text)
+        }
+        ProjectCommand::Show { project } => {
+            let info = s.project_info(&project)?;
+            let text = pairs(&[
+                ("project", info.project.clone()),
+                ("key", info.key.clone()),
+                ("visibility", info.visibility.to_string()),
+                (
+                    "your role",
+                    format!("{} ({})", info.role, info.source.as_str()),
+                ),
+                ("description", one_line(&info.description)),
+            ]);
+            Output::new(&info, text)
         }
         ProjectCommand::Delete { project } => {
             s.delete_project(&project)?;

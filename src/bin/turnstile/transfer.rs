@@ -34,7 +34,7 @@ use crate::output::Failure;
 pub enum Format {
     /// the snapshot document (`turnstile::Snapshot`)
     Json,
-    /// one row per fact, see `docs/cli.md`
+    /// one row per fact (the columns are in `turnstile import --help`)
     Csv,
 }
 

@@ -18,6 +18,11 @@ pub enum WorkspaceCommand {
         #[arg(long, value_name = "USER")]
         admin: String,
     },
+    /// list every workspace with its counts and settings (no token needed)
+    #[command(
+        after_help = "examples:\n  turnstile workspace list\n  turnstile --json workspace list"
+    )]
+    List,
     /// list the workspace's users and their roles
     #[command(after_help = "examples:\n  turnstile workspace members ml-team")]
     Members {
@@ -116,9 +121,43 @@ pub fn workspace(ctx: &Context, command: WorkspaceCommand) -> Result<Output, Fai
             format!("created workspace `{name}` with admin `{admin}`\n"),
         ));
     }
+    if let WorkspaceCommand::List = &command {
+        let all = engine.list_workspaces()?;
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|w| {
+                vec![
+                    w.workspace.clone(),
+                    w.admins.to_string(),
+                    w.members.to_string(),
+                    w.projects.to_string(),
+                    format!(
+                        "{} of {}",
+                        w.active_service_accounts, w.service_account_limit
+                    ),
+                    allowed(w.allow_public_projects).to_owned(),
+                ]
+            })
+            .collect();
+        let text = table(
+            &[
+                "workspace",
+                "admins",
+                "members",
+                "projects",
+                "service accounts",
+                "public projects",
+            ],
+            &rows,
+            "no workspaces",
+        );
+        return Ok(Output::new(json!({ "workspaces": all }), text));
+    }
     let s = ctx.session(&engine)?;
     Ok(match command {
-        WorkspaceCommand::Create { .. } => unreachable!("handled above"),
+        WorkspaceCommand::Create { .. } | WorkspaceCommand::List => {
+            unreachable!("handled above")
+        }
         WorkspaceCommand::Members { workspace } => {
             let members = s.workspace_members(&workspace)?;
             let (rows, list) = role_map(&members, "user");
