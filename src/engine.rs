@@ -3,33 +3,24 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
 use crate::cache::Cache;
+use crate::clock::{now_ms, to_time};
 use crate::domain::access::{Access, Action, Standing, decide, effective_access};
 use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
 use crate::repo::sqlite::{ChangeProbe, ChangeStamp, SqliteRepo, Store};
-use crate::repo::{Repository, TokenId, TokenOwner, TokenRecord};
-use crate::session::{Session, find_active_service_account};
-use crate::token;
-
-/// How often, at most, a token's `last_used_at` is written.
-const LAST_USED_RESOLUTION_MS: i64 = 60_000;
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn to_time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+use crate::repo::{Repository, TokenId, TokenOwner};
+use crate::session::Session;
+use crate::token::{self, IssuedToken};
+use crate::uses::TokenUses;
 
 /// The access-control engine over one SQLite database.
 ///
@@ -53,6 +44,8 @@ pub struct Engine {
     pub(crate) store: Store,
     /// `None` unless [`Options::decision_cache`] was asked for on a file database.
     cache: Option<Caches>,
+    /// Token uses not yet written (T7).
+    pub(crate) uses: Arc<TokenUses>,
 }
 
 struct Caches {
@@ -93,10 +86,17 @@ fn key_matches(stored: &str, parts: &[&str]) -> bool {
 
 struct TokenEntry {
     digest: token::TokenDigest,
+    id: TokenId,
     principal: Principal,
     expires_at: Option<i64>,
     /// The last use recorded in the database.
-    last_used_at: i64,
+    last_used_at: Option<i64>,
+}
+
+/// A live token's principal, as [`Engine::principal_of_token`] finds it.
+struct Bearer {
+    principal: Principal,
+    token: TokenId,
 }
 
 /// How [`Engine::open_with`] opens a database.
@@ -112,75 +112,6 @@ pub struct Options {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
-    }
-}
-
-/// A token as issued: the only time its secret is available (T2).
-///
-/// `Debug` does not print the secret.
-pub struct IssuedToken {
-    /// The token's id, by which it is listed, audited and revoked.
-    pub id: TokenId,
-    /// The principal it authenticates.
-    pub principal: Principal,
-    /// Its label.
-    pub label: String,
-    /// When it expires, if ever.
-    pub expires_at: Option<DateTime<Utc>>,
-    pub(crate) secret: String,
-}
-
-impl IssuedToken {
-    /// The secret, to hand to its holder once. turnstile keeps only its digest.
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-
-    /// The secret, by value.
-    pub fn into_secret(self) -> String {
-        self.secret
-    }
-}
-
-impl fmt::Debug for IssuedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("id", &self.id)
-            .field("principal", &self.principal)
-            .field("label", &self.label)
-            .field("expires_at", &self.expires_at)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-/// A token as listed: everything but the secret, which is not stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenInfo {
-    /// The token's id.
-    pub id: i64,
-    /// Its label.
-    pub label: String,
-    /// When it was issued.
-    pub created_at: DateTime<Utc>,
-    /// When it was last used to authenticate (to the minute).
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// When it expires.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When it was revoked.
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<TokenRecord> for TokenInfo {
-    fn from(t: TokenRecord) -> Self {
-        Self {
-            id: t.id.0,
-            label: t.label,
-            created_at: to_time(t.created_at),
-            last_used_at: t.last_used_at.map(to_time),
-            expires_at: t.expires_at.map(to_time),
-            revoked_at: t.revoked_at.map(to_time),
-        }
     }
 }
 
@@ -211,14 +142,18 @@ impl Engine {
             facts: Cache::new(),
             tokens: Cache::new(),
         });
-        Ok(Self { store, cache })
+        let uses = TokenUses::start(&store);
+        Ok(Self { store, cache, uses })
     }
 
     /// Opens a private in-memory database, for tests and examples.
     pub fn open_in_memory() -> Result<Self> {
+        let store = Store::open_in_memory()?;
+        let uses = TokenUses::start(&store);
         Ok(Self {
-            store: Store::open_in_memory()?,
+            store,
             cache: None,
+            uses,
         })
     }
 
@@ -334,17 +269,39 @@ impl Engine {
 
     /// Authenticates a token (T3): the principal's session, or `InvalidToken` whatever
     /// the reason (unknown, revoked, expired, deactivated account, malformed).
+    ///
+    /// The session stays bound to the token (T6): once the token is revoked, rotated,
+    /// expired or its owner deactivated, every later call on it fails with
+    /// `InvalidToken`, whichever process made the change.
     pub fn authenticate(&self, token: &str) -> Result<Session<'_>> {
-        let principal = self.principal_of_token(token, self.cached())?;
-        Ok(Session {
-            engine: self,
-            actor: principal,
-        })
+        let bearer = self.principal_of_token(token, self.cached())?;
+        Ok(Session::new(
+            &self.store,
+            &self.uses,
+            bearer.principal,
+            Some(bearer.token),
+        ))
+    }
+
+    /// A session bound to the token with this id, for a front end that keeps the id
+    /// rather than the secret (the HTTP server's access tokens, H4). Fails with
+    /// `InvalidToken` unless the token is live (T3, T6).
+    pub fn session_for_token(&self, id: TokenId) -> Result<Session<'_>> {
+        let found = self.store.read(|repo| repo.token_by_id(id))?;
+        let found = found
+            .filter(|t| t.state().is_live(now_ms()))
+            .ok_or(Error::InvalidToken)?;
+        Ok(Session::new(
+            &self.store,
+            &self.uses,
+            found.principal,
+            Some(id),
+        ))
     }
 
     /// Token to decision in one call: [`authenticate`](Self::authenticate), then
     /// [`check`](Self::check). Without the decision cache, one statement takes the
-    /// token and the facts together.
+    /// token and the facts together. Never writes (T7).
     pub fn authorize(&self, token: &str, project: &str, action: Action) -> Result<bool> {
         if self.cache.is_none()
             && let Ok(name) = project.parse::<QualifiedProjectName>()
@@ -360,87 +317,73 @@ impl Engine {
             })?;
             if let Some(f) = found {
                 // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
-                if f.revoked || f.expires_at.is_some_and(|e| e <= now) || !f.principal_active {
+                if !f.state().is_live(now) {
                     return Err(Error::InvalidToken);
                 }
-                self.record_use(f.token_id, f.last_used_at, now);
+                self.uses.note(f.token_id, f.last_used_at, now);
                 return Ok(decide(f.visibility, f.standing, action));
             }
-            // No row: an unknown token or an unknown project. The two steps below
-            // tell which, the token first, so an unauthenticated caller learns nothing.
+            // No row: an unknown token or an unknown project. The steps below tell
+            // which, the token first, so an unauthenticated caller learns nothing.
         }
         // One stamp vouches for both look-ups.
         let cached = self.cached();
-        let principal = self.principal_of_token(token, cached)?;
-        let (standing, visibility) = self.facts_with(cached, Some(&principal), project)?;
-        Ok(decide(visibility, standing, action))
+        let bearer = self.principal_of_token(token, cached)?;
+        Ok(self
+            .facts_with(cached, Some(&bearer.principal), project)?
+            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
     }
 
-    /// Records a use of a token unless one was recorded within the last minute.
-    /// Bookkeeping only: a failure to record it must not refuse a valid token.
-    fn record_use(&self, token: TokenId, last_used_at: Option<i64>, now: i64) {
-        if last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS) {
-            let _ = self.store.write(|repo| repo.touch_token(token, now));
-        }
-    }
-
-    /// The principal a token authenticates. `cached` is [`Engine::cached`], read once
-    /// by the caller for the whole call.
+    /// The live token's principal. `cached` is [`Engine::cached`], read once by the
+    /// caller for the whole call. Notes the use (T7); never writes.
     fn principal_of_token(
         &self,
         token: &str,
         cached: Option<(&Caches, ChangeStamp)>,
-    ) -> Result<Principal> {
+    ) -> Result<Bearer> {
         // T1: shape and checksum first; a bad token never reaches the database.
         let digest = token::parse(token)?;
         let now = now_ms();
         let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
         if let Some((cache, stamp)) = &cached
             && let Some(hit) = cache.tokens.get(stamp, hash, |e| {
-                // An entry due for its last-use write is no hit: the slow path writes it.
-                let fresh = now - e.last_used_at < LAST_USED_RESOLUTION_MS;
-                (e.digest == digest && fresh).then(|| (e.expires_at, e.principal.clone()))
+                (e.digest == digest)
+                    .then(|| (e.id, e.expires_at, e.last_used_at, e.principal.clone()))
             })
         {
-            let (expires_at, principal) = hit;
+            let (id, expires_at, last_used_at, principal) = hit;
             if expires_at.is_some_and(|e| e <= now) {
                 return Err(Error::InvalidToken);
             }
-            return Ok(principal);
+            self.uses.note(id, last_used_at, now);
+            return Ok(Bearer {
+                principal,
+                token: id,
+            });
         }
         let found = self
             .store
             .with_connection(|conn| SqliteRepo { conn }.token_by_digest(&digest))?;
-        let Some(found) = found else {
+        // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
+        let Some(found) = found.filter(|t| t.state().is_live(now)) else {
             return Err(Error::InvalidToken);
         };
         let t = &found.token;
-        // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
-        if t.revoked_at.is_some()
-            || t.expires_at.is_some_and(|e| e <= now)
-            || !found.principal_active
-        {
-            return Err(Error::InvalidToken);
+        self.uses.note(t.id, t.last_used_at, now);
+        if let Some((cache, stamp)) = &cached {
+            let entry = TokenEntry {
+                digest,
+                id: t.id,
+                principal: found.principal.clone(),
+                expires_at: t.expires_at,
+                last_used_at: t.last_used_at,
+            };
+            cache.tokens.insert(stamp, hash, entry);
         }
-        match t
-            .last_used_at
-            .filter(|at| now - at < LAST_USED_RESOLUTION_MS)
-        {
-            Some(last_used_at) => {
-                if let Some((cache, stamp)) = &cached {
-                    let entry = TokenEntry {
-                        digest,
-                        principal: found.principal.clone(),
-                        expires_at: t.expires_at,
-                        last_used_at,
-                    };
-                    cache.tokens.insert(stamp, hash, entry);
-                }
-            }
-            // The write changes the stamp, so there is nothing to cache now.
-            None => self.record_use(t.id, t.last_used_at, now),
-        }
-        Ok(found.principal)
+        Ok(Bearer {
+            principal: found.principal,
+            token: t.id,
+        })
     }
 
     /// A session acting as `principal`, for an application that authenticated the
@@ -455,35 +398,41 @@ impl Engine {
                 Ok(())
             }
             Principal::ServiceAccount(full) => {
-                find_active_service_account(repo, full)?;
+                repo.active_service_account(full)?;
                 Ok(())
             }
         })?;
-        Ok(Session {
-            engine: self,
-            actor: principal.clone(),
-        })
+        Ok(Session::new(
+            &self.store,
+            &self.uses,
+            principal.clone(),
+            None,
+        ))
     }
 
     /// May `principal` perform `action` on `project` (`workspace/project`)? The hot
     /// path: one cached statement from names to facts, then the pure rules.
     ///
-    /// Fails with `ProjectNotFound` if the project does not exist, and with
-    /// `UserNotFound` or `ServiceAccountNotFound` for an unknown principal.
+    /// A project that does not exist is answered exactly as one the principal cannot
+    /// view: `false` (A6). An unknown principal fails with `UserNotFound` or
+    /// `ServiceAccountNotFound`, whether or not the project exists.
     pub fn check(&self, principal: &Principal, project: &str, action: Action) -> Result<bool> {
-        let (standing, visibility) = self.facts(Some(principal), project)?;
-        Ok(decide(visibility, standing, action))
+        Ok(self
+            .facts(Some(principal), project)?
+            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
     }
 
     /// May an anonymous caller perform `action` on `project`? Only public projects
-    /// are viewable (R4).
+    /// are viewable (R4); any other project, existing or not, is `false` (A6).
     pub fn check_anonymous(&self, project: &str, action: Action) -> Result<bool> {
-        let (standing, visibility) = self.facts(None, project)?;
-        Ok(decide(visibility, standing, action))
+        Ok(self
+            .facts(None, project)?
+            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
     }
 
     /// The effective role of `principal` on `project` and the rule that gave it, or
-    /// `None` for no access.
+    /// `None` for no access, which is also the answer for a project that does not
+    /// exist (A6).
     ///
     /// ```
     /// # use turnstile::{Engine, RoleSource, ProjectRole};
@@ -494,36 +443,39 @@ impl Engine {
     /// let access = engine.explain(&"alice".parse()?, "ml-team/cls")?.unwrap();
     /// assert_eq!(access.role, ProjectRole::Owner);
     /// assert_eq!(access.source, RoleSource::WorkspaceAdmin);
+    /// assert_eq!(engine.explain(&"alice".parse()?, "ml-team/no-such-project")?, None);
     /// # Ok::<(), turnstile::Error>(())
     /// ```
     pub fn explain(&self, principal: &Principal, project: &str) -> Result<Option<Access>> {
-        let (standing, visibility) = self.facts(Some(principal), project)?;
-        Ok(effective_access(visibility, standing))
+        Ok(self
+            .facts(Some(principal), project)?
+            .and_then(|(standing, visibility)| effective_access(visibility, standing)))
     }
 
     /// The effective role of an anonymous caller on `project`: viewer on a public
     /// project (R4), else `None`.
     pub fn explain_anonymous(&self, project: &str) -> Result<Option<Access>> {
-        let (standing, visibility) = self.facts(None, project)?;
-        Ok(effective_access(visibility, standing))
+        Ok(self
+            .facts(None, project)?
+            .and_then(|(standing, visibility)| effective_access(visibility, standing)))
     }
 
     fn facts(
         &self,
         principal: Option<&Principal>,
         project: &str,
-    ) -> Result<(Standing, Visibility)> {
+    ) -> Result<Option<(Standing, Visibility)>> {
         self.facts_with(self.cached(), principal, project)
     }
 
     /// The facts of `principal` on `project`, from the cache when `cached` vouches
-    /// for an entry, else from storage.
+    /// for an entry, else from storage; `None` when the project does not exist.
     fn facts_with(
         &self,
         cached: Option<(&Caches, ChangeStamp)>,
         principal: Option<&Principal>,
         project: &str,
-    ) -> Result<(Standing, Visibility)> {
+    ) -> Result<Option<(Standing, Visibility)>> {
         let (Some(principal), Some((cache, stamp))) = (principal, cached) else {
             return self.facts_from_storage(principal, project);
         };
@@ -533,43 +485,53 @@ impl Engine {
             key_matches(&e.key, &parts).then_some((e.standing, e.visibility))
         });
         if let Some(hit) = hit {
-            return Ok(hit);
+            return Ok(Some(hit));
         }
-        let (standing, visibility) = self.facts_from_storage(Some(principal), project)?;
-        let entry = FactsEntry {
-            key: parts.concat().into_boxed_str(),
-            standing,
-            visibility,
-        };
-        cache.facts.insert(&stamp, hash, entry);
-        Ok((standing, visibility))
+        let found = self.facts_from_storage(Some(principal), project)?;
+        if let Some((standing, visibility)) = found {
+            let entry = FactsEntry {
+                key: parts.concat().into_boxed_str(),
+                standing,
+                visibility,
+            };
+            cache.facts.insert(&stamp, hash, entry);
+        }
+        Ok(found)
     }
 
     fn facts_from_storage(
         &self,
         principal: Option<&Principal>,
         project: &str,
-    ) -> Result<(Standing, Visibility)> {
+    ) -> Result<Option<(Standing, Visibility)>> {
         let name: QualifiedProjectName = project.parse()?;
         let facts = self.store.with_connection(|conn| {
             SqliteRepo { conn }.project_facts(principal, &name.workspace, name.project.key())
         })?;
-        let facts = facts.ok_or_else(|| Error::ProjectNotFound {
-            project: name.to_string(),
-        })?;
-        let standing = facts.standing.ok_or_else(|| match principal {
-            Some(Principal::ServiceAccount(sa)) => Error::ServiceAccountNotFound {
+        let unknown = |principal: &Principal| match principal {
+            Principal::ServiceAccount(sa) => Error::ServiceAccountNotFound {
                 account: sa.to_string(),
             },
-            Some(Principal::User(u)) => Error::UserNotFound {
+            Principal::User(u) => Error::UserNotFound {
                 user: u.to_string(),
             },
+        };
+        let Some(facts) = facts else {
+            // INVARIANT: A6, an absent project answers as an invisible one: no
+            // access. Only the principal's own existence may still fail the call.
+            if let Some(principal) = principal
+                && !self.store.read(|repo| repo.principal_exists(principal))?
+            {
+                return Err(unknown(principal));
+            }
+            return Ok(None);
+        };
+        match (facts.standing, principal) {
+            (Some(standing), _) => Ok(Some((standing, facts.visibility))),
+            (None, Some(principal)) => Err(unknown(principal)),
             // An anonymous caller always has a standing: `Standing::Anonymous`.
-            None => Error::ProjectNotFound {
-                project: name.to_string(),
-            },
-        })?;
-        Ok((standing, facts.visibility))
+            (None, None) => Ok(None),
+        }
     }
 
     /// Loads a [`Snapshot`](crate::Snapshot) (users, workspaces, members, service
@@ -616,6 +578,14 @@ fn parse_label(label: &str) -> Result<&str> {
             label,
             "1 to 64 characters without control characters",
         ))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // T7: the uses noted since the last batch are written now, not lost.
+        self.uses
+            .flush(|batch| self.store.write(|repo| crate::uses::record(repo, batch)));
     }
 }
 

@@ -189,6 +189,12 @@ pub enum Error {
         /// The workspace.
         workspace: String,
     },
+    /// No live token of the actor has this id (revoking a token by id).
+    #[error("no live token with id `{id}` among yours")]
+    TokenNotFound {
+        /// The id asked for.
+        id: crate::repo::TokenId,
+    },
     /// A token did not authenticate, whatever the reason (T3: no oracle).
     #[error("invalid token")]
     InvalidToken,
@@ -316,6 +322,7 @@ impl Error {
             | Self::WorkspaceOrUserNotFound { .. }
             | Self::UserNotFound { .. }
             | Self::ServiceAccountNotFound { .. }
+            | Self::TokenNotFound { .. }
             | Self::UserNotExistsOrWithoutAccess { .. }
             | Self::ServiceAccountNotExistsOrWithoutAccess { .. } => ErrorKind::NotFound,
             Self::PermissionDenied { .. } => ErrorKind::Denied,
@@ -367,6 +374,7 @@ impl Error {
             }
             Self::VisibilityRestricted { .. } => "VisibilityRestricted",
             Self::ProjectKeyCollision { .. } => "ProjectKeyCollision",
+            Self::TokenNotFound { .. } => "TokenNotFound",
             Self::InvalidToken => "InvalidToken",
             Self::PermissionDenied { .. } => "PermissionDenied",
             Self::LastAdmin { .. } => "LastAdmin",

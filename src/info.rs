@@ -152,9 +152,7 @@ impl Session<'_> {
     /// ```
     pub fn project_info(&self, project: &str) -> Result<ProjectInfo> {
         let name: QualifiedProjectName = project.parse()?;
-        self.engine
-            .store
-            .read(|repo| visible_project(repo, &self.actor, &name))?
+        self.read_live(|repo| visible_project(repo, &self.actor, &name))?
             .ok_or_else(|| Error::ProjectNotFound {
                 project: name.to_string(),
             })
@@ -169,7 +167,7 @@ impl Session<'_> {
             .iter()
             .map(|p| p.parse::<QualifiedProjectName>())
             .collect::<Result<Vec<_>>>()?;
-        self.engine.store.read(|repo| {
+        self.read_live(|repo| {
             let mut infos = Vec::with_capacity(names.len());
             for name in &names {
                 infos.extend(visible_project(repo, &self.actor, name)?);
@@ -303,6 +301,24 @@ mod tests {
         assert_eq!(infos[0].project, "ml-team/Shared");
         let alice = engine.session_for(&"alice".parse()?)?;
         assert_eq!(alice.project_infos(&names)?.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn t6_project_info_fails_once_the_sessions_token_is_revoked() -> Result<()> {
+        let engine = team()?;
+        let token = engine.issue_user_token("bob", "laptop", None)?;
+        let bob = engine.authenticate(token.secret())?;
+        bob.project_info("ml-team/shared")?;
+        bob.revoke_token(token.id)?;
+        assert!(matches!(
+            bob.project_info("ml-team/shared"),
+            Err(Error::InvalidToken)
+        ));
+        assert!(matches!(
+            bob.project_infos(&["ml-team/shared".to_owned()]),
+            Err(Error::InvalidToken)
+        ));
         Ok(())
     }
 

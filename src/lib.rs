@@ -35,6 +35,7 @@
 
 pub mod audit;
 mod cache;
+mod clock;
 pub mod domain;
 mod engine;
 mod error;
@@ -43,6 +44,7 @@ pub mod repo;
 mod session;
 mod snapshot;
 pub mod token;
+mod uses;
 
 pub use audit::{AuditEvent, AuditQuery, Outcome};
 pub use domain::access::{Access, Action, RoleSource};
@@ -52,9 +54,10 @@ pub use domain::names::{
 };
 pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
-pub use engine::{Engine, IssuedToken, Options, TokenInfo};
+pub use engine::{Engine, Options};
 pub use error::{Error, ErrorKind, NameKind, Result, StorageError};
 pub use info::{Membership, ProjectInfo, UserInfo};
+pub use repo::TokenId;
 pub use session::{
     ProjectOptions, ProjectPage, ServiceAccountInfo, Session, WorkspaceSettings, WorkspaceStatus,
 };
@@ -62,6 +65,7 @@ pub use snapshot::{
     ImportSummary, ProjectSnapshot, SNAPSHOT_VERSION, ServiceAccountSnapshot, Snapshot,
     WorkspaceSnapshot,
 };
+pub use token::{IssuedToken, TokenInfo};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../README.md")]

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent, Outcome};
+use crate::clock::now_ms;
 use crate::domain::access::{
     Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, listing_plan, permits,
     workspace_permits,
@@ -21,14 +22,14 @@ use crate::domain::names::{
 };
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
-use crate::engine::{Engine, IssuedToken, TokenInfo, now_ms};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::SqliteRepo;
+use crate::repo::sqlite::{SqliteRepo, Store};
 use crate::repo::{
-    NewProject, ProjectRecord, Repository, ServiceAccountRecord, TokenOwner, UserRecord,
+    NewProject, ProjectRecord, Repository, ServiceAccountRecord, TokenId, TokenOwner, UserRecord,
     WorkspaceRecord,
 };
-use crate::token;
+use crate::token::{self, IssuedToken, TokenInfo};
+use crate::uses::TokenUses;
 
 /// A page of [`Session::list_projects_page`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,22 +91,6 @@ pub struct ServiceAccountInfo {
     pub full_name: String,
     /// `false` once deactivated.
     pub active: bool,
-}
-
-/// The active service account with this full name.
-pub(crate) fn find_active_service_account<R: Repository>(
-    repo: &R,
-    full: &ServiceAccountFullName,
-) -> Result<(WorkspaceRecord, ServiceAccountRecord)> {
-    let not_found = || Error::ServiceAccountNotFound {
-        account: full.to_string(),
-    };
-    let ws = repo.workspace(&full.workspace)?.ok_or_else(not_found)?;
-    let sa = repo
-        .service_account(ws.id, &full.name)?
-        .filter(|sa| sa.active)
-        .ok_or_else(not_found)?;
-    Ok((ws, sa))
 }
 
 /// A management call's name in the audit log and its phrase in `PermissionDenied`.
@@ -184,7 +169,20 @@ struct Ctx<'a, R: Repository> {
 }
 
 impl<'a, R: Repository> Ctx<'a, R> {
-    fn new(repo: &'a R, actor: &'a Principal) -> Result<Self> {
+    /// The call's view of the store, after proving that the session's token, if it
+    /// has one, is still live and still the actor's (T6).
+    fn new(repo: &'a R, actor: &'a Principal, token: Option<TokenId>) -> Result<Self> {
+        let now = now_ms();
+        if let Some(id) = token {
+            // INVARIANT: T6, a session dies with its token, in every process: the
+            // token is re-read inside the call's own transaction.
+            let live = repo
+                .token_by_id(id)?
+                .is_some_and(|t| t.principal == *actor && t.state().is_live(now));
+            if !live {
+                return Err(Error::InvalidToken);
+            }
+        }
         let record = match actor {
             Principal::User(name) => {
                 ActorRecord::User(repo.user(name)?.ok_or_else(|| Error::UserNotFound {
@@ -202,7 +200,7 @@ impl<'a, R: Repository> Ctx<'a, R> {
             repo,
             actor,
             record,
-            now: now_ms(),
+            now,
             denial: None,
         })
     }
@@ -350,7 +348,7 @@ impl<'a, R: Repository> Ctx<'a, R> {
                 account: full.to_string(),
             });
         }
-        Ok(find_active_service_account(self.repo, full)?.1)
+        Ok(self.repo.active_service_account(full)?.1)
     }
 
     fn issue_service_account_token(
@@ -382,30 +380,55 @@ impl<'a, R: Repository> Ctx<'a, R> {
 /// A session is cheap: it holds the actor's name, and every call re-reads the actor's
 /// standing inside its own transaction.
 pub struct Session<'e> {
-    pub(crate) engine: &'e Engine,
+    pub(crate) store: &'e Store,
+    uses: &'e TokenUses,
     pub(crate) actor: Principal,
+    /// The token the session was authenticated with; `None` for
+    /// [`Engine::session_for`](crate::Engine::session_for).
+    token: Option<TokenId>,
 }
 
 impl fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("actor", &self.actor)
+            .field("token", &self.token)
             .finish()
     }
 }
 
-impl Session<'_> {
+impl<'e> Session<'e> {
+    pub(crate) fn new(
+        store: &'e Store,
+        uses: &'e TokenUses,
+        actor: Principal,
+        token: Option<TokenId>,
+    ) -> Self {
+        Self {
+            store,
+            uses,
+            actor,
+            token,
+        }
+    }
+
     /// The acting principal.
     pub fn actor(&self) -> &Principal {
         &self.actor
+    }
+
+    /// The id of the token the session is bound to (T6), or `None` for a session the
+    /// application made with [`Engine::session_for`](crate::Engine::session_for).
+    pub fn token_id(&self) -> Option<TokenId> {
+        self.token
     }
 
     /// Runs a management call in one write transaction; a refused call leaves a
     /// denial event, written after the call's own transaction rolled back (L1).
     fn mutate<T>(&self, f: impl FnOnce(&mut Ctx<'_, SqliteRepo<'_>>) -> Result<T>) -> Result<T> {
         let mut denial = None;
-        let result = self.engine.store.write(|repo| {
-            let mut ctx = Ctx::new(repo, &self.actor)?;
+        let result = self.store.write(|repo| {
+            let mut ctx = Ctx::new(repo, &self.actor, self.token)?;
             let out = f(&mut ctx);
             denial = ctx.denial.take();
             out
@@ -416,7 +439,7 @@ impl Session<'_> {
             let actor = self.actor.to_string();
             // The call's own error is what the caller needs; failing to record the
             // denial must not replace it.
-            let _ = self.engine.store.write(|repo| {
+            let _ = self.store.write(|repo| {
                 repo.append_audit(&NewAuditEvent {
                     at: now_ms(),
                     workspace: Some(&d.workspace),
@@ -433,9 +456,8 @@ impl Session<'_> {
 
     /// Runs a read-only call on a consistent snapshot. Reads are not audited.
     fn query<T>(&self, f: impl FnOnce(&mut Ctx<'_, SqliteRepo<'_>>) -> Result<T>) -> Result<T> {
-        self.engine
-            .store
-            .read(|repo| f(&mut Ctx::new(repo, &self.actor)?))
+        self.store
+            .read(|repo| f(&mut Ctx::new(repo, &self.actor, self.token)?))
     }
 
     /// The qualified names of every project the actor can view, in workspace and
@@ -1320,22 +1342,27 @@ impl Session<'_> {
                 .repo
                 .tokens_of(owner)?
                 .into_iter()
-                .map(TokenInfo::from)
+                .map(|mut t| {
+                    // Uses this process noted but has not written yet (T7).
+                    t.last_used_at = t.last_used_at.max(self.uses.pending(t.id));
+                    TokenInfo::from(t)
+                })
                 .collect())
         })
     }
 
-    /// Revokes one of the actor's own tokens (T5). Revoking an unknown or already
-    /// revoked token fails with `InvalidToken`.
-    pub fn revoke_token(&self, id: i64) -> Result<()> {
+    /// Revokes one of the actor's own tokens (T5). A token id that is not one of the
+    /// actor's live tokens (unknown, someone else's, already revoked) fails with
+    /// `TokenNotFound`, which does not tell those apart.
+    pub fn revoke_token(&self, id: TokenId) -> Result<()> {
         self.mutate(|ctx| {
             let owner = ctx.token_owner()?;
             let token = ctx
                 .repo
                 .tokens_of(owner)?
                 .into_iter()
-                .find(|t| t.id.0 == id && t.revoked_at.is_none())
-                .ok_or(Error::InvalidToken)?;
+                .find(|t| t.id == id && t.revoked_at.is_none())
+                .ok_or(Error::TokenNotFound { id })?;
             ctx.repo.revoke_token(token.id, ctx.now)?;
             let target = ctx.actor_name();
             ctx.repo.append_audit(&NewAuditEvent {
@@ -1348,7 +1375,7 @@ impl Session<'_> {
                 action: "token.revoke",
                 target: &target,
                 outcome: Outcome::Ok,
-                details: json!({ "token_id": id, "label": token.label }),
+                details: json!({ "token_id": id.0, "label": token.label }),
             })
         })
     }
@@ -1485,4 +1512,16 @@ fn status<R: Repository>(repo: &R, name: &WorkspaceName) -> Result<WorkspaceStat
         service_account_limit: ws.service_account_limit,
         allow_public_projects: ws.allow_public_projects,
     })
+}
+
+impl Session<'_> {
+    /// Runs `f` on one read snapshot once that snapshot shows the session's token still
+    /// live and its actor present (T6), as every call of this file does through its
+    /// context: for the read calls kept in other files (`info.rs`).
+    pub(crate) fn read_live<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        self.store.read(|repo| {
+            Ctx::new(repo, &self.actor, self.token)?;
+            f(repo)
+        })
+    }
 }

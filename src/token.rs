@@ -16,7 +16,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRngCore;
 use sha2::{Digest as _, Sha256};
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::clock::to_time;
+use crate::domain::principal::Principal;
 use crate::error::{Error, Result};
+use crate::repo::{TokenId, TokenRecord};
 
 /// The prefix of every turnstile token.
 pub const PREFIX: &str = "tst_";
@@ -45,6 +51,75 @@ impl fmt::Debug for TokenDigest {
             write!(f, "{b:02x}")?;
         }
         write!(f, "…)")
+    }
+}
+
+/// A token as issued: the only time its secret is available (T2).
+///
+/// `Debug` does not print the secret.
+pub struct IssuedToken {
+    /// The token's id, by which it is listed, audited and revoked.
+    pub id: TokenId,
+    /// The principal it authenticates.
+    pub principal: Principal,
+    /// Its label.
+    pub label: String,
+    /// When it expires, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub(crate) secret: String,
+}
+
+impl IssuedToken {
+    /// The secret, to hand to its holder once. turnstile keeps only its digest.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The secret, by value.
+    pub fn into_secret(self) -> String {
+        self.secret
+    }
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("label", &self.label)
+            .field("expires_at", &self.expires_at)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A token as listed: everything but the secret, which is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The token's id.
+    pub id: TokenId,
+    /// Its label.
+    pub label: String,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used to authenticate (to the minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRecord> for TokenInfo {
+    fn from(t: TokenRecord) -> Self {
+        Self {
+            id: t.id,
+            label: t.label,
+            created_at: to_time(t.created_at),
+            last_used_at: t.last_used_at.map(to_time),
+            expires_at: t.expires_at.map(to_time),
+            revoked_at: t.revoked_at.map(to_time),
+        }
     }
 }
 

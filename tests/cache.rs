@@ -169,7 +169,7 @@ fn t4_cached_tokens_stop_working_at_once() -> Result<()> {
         assert!(reader.authenticate(bob.secret()).is_ok());
         assert!(reader.authorize(sa.secret(), "ml-team/cls", Action::Edit)?);
     }
-    writer.authenticate(bob.secret())?.revoke_token(bob.id.0)?;
+    writer.authenticate(bob.secret())?.revoke_token(bob.id)?;
     assert!(matches!(
         reader.authenticate(bob.secret()),
         Err(Error::InvalidToken)

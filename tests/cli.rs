@@ -1873,3 +1873,27 @@ fn completions_are_generated_for_every_shell() {
     }
     env.run(&["completions", "tcsh"]).code(2);
 }
+
+#[test]
+fn revoking_an_unknown_or_foreign_token_id_says_not_found_not_invalid_token() {
+    let env = Env::new();
+    let (alice, bob) = small_team(&env);
+    let bobs = env
+        .run_as(&bob, &["--json", "user", "token", "list"])
+        .ok()
+        .json();
+    let bob_id = bobs["tokens"][0]["id"].as_i64().unwrap().to_string();
+    for id in ["999", bob_id.as_str()] {
+        let run = env.run_as(&alice, &["user", "token", "revoke", id]).code(1);
+        assert!(!run.error().contains("invalid token"), "{run:?}");
+        assert!(run.error().contains(&format!("`{id}`")), "{run:?}");
+        let run = env
+            .run_as(&alice, &["--json", "user", "token", "revoke", id])
+            .code(1);
+        assert!(run.stderr.contains("\"TokenNotFound\""), "{run:?}");
+    }
+    // Bob's token still works; alice's own revocation still does.
+    env.run_as(&bob, &["whoami"]).ok();
+    env.run_as(&bob, &["user", "token", "revoke", &bob_id]).ok();
+    env.run_as(&bob, &["whoami"]).code(1);
+}

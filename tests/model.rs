@@ -689,6 +689,21 @@ impl Model {
         self.workspaces.get(ws)?.service_accounts.get(name)
     }
 
+    /// T6: whether a session kept since it was opened still works. A session opened
+    /// with a token (`bound`) dies once that token is not the account's live one; a
+    /// session the application opened (`session_for`) has no token to die with.
+    fn kept_session_live(
+        &self,
+        key: &str,
+        bound: Option<&String>,
+        secrets: &HashMap<String, String>,
+    ) -> bool {
+        let Some(bound) = bound else { return true };
+        let (name, ws) = key.split_once('@').expect("a full name");
+        secrets.get(key) == Some(bound)
+            && self.sa(ws, name).is_some_and(|s| s.active && s.token_valid)
+    }
+
     /// SPEC §3: the highest role the applicable rules give, and the first of R1–R4
     /// giving it.
     fn access(&self, who: &Who, ws_name: &str, p: &MProject) -> Option<(ProjectRole, RoleSource)> {
@@ -1322,29 +1337,31 @@ impl Model {
         Ok(who)
     }
 
-    /// `explain`: the project must exist, then the principal.
+    /// `explain`: the principal must exist; a project that does not exist is no
+    /// access, exactly like one the principal cannot view (A6).
     fn explain(
         &self,
         principal: Option<&str>,
         p: Proj,
     ) -> Result<(Who, Option<(ProjectRole, RoleSource)>), Kind> {
         let (wk, pk) = Self::parse_project(p)?;
-        let project = self
-            .workspaces
-            .get(&wk)
-            .and_then(|w| w.projects.get(&pk))
-            .ok_or(Kind::ProjectNotFound)?;
         let who = match principal {
             Some(principal) => self.principal(principal)?,
             None => Who::Anonymous,
         };
-        let access = self.access(&who, &wk, project);
+        let project = self.workspaces.get(&wk).and_then(|w| w.projects.get(&pk));
+        let access = project.and_then(|project| self.access(&who, &wk, project));
         Ok((who, access))
     }
 
     fn check(&self, principal: Option<&str>, p: Proj, action: Action) -> Result<bool, Kind> {
+        let (wk, pk) = Self::parse_project(p)?;
         let (who, access) = self.explain(principal, p)?;
-        Ok(self.permits(&who, &lower(p.ws), access, action))
+        let exists = self
+            .workspaces
+            .get(&wk)
+            .is_some_and(|w| w.projects.contains_key(&pk));
+        Ok(exists && self.permits(&who, &lower(p.ws), access, action))
     }
 }
 
@@ -1542,7 +1559,8 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
     // The first token issued to each service account, by canonical full name.
     let mut first_secrets: HashMap<String, String> = HashMap::new();
     // The first session opened for each service account, kept for `SaMode::Stale`.
-    let mut sessions: HashMap<String, Session<'_>> = HashMap::new();
+    // With the token it was opened with, if any (T6).
+    let mut sessions: HashMap<String, (Session<'_>, Option<String>)> = HashMap::new();
 
     for (i, step) in steps.iter().enumerate() {
         STEPS.fetch_add(1, Ordering::Relaxed);
@@ -1577,7 +1595,7 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
         };
         let model_who = model.session(step.actor, mode);
         let session = match &fresh {
-            None => Ok(&sessions[&key]),
+            None => Ok(&sessions[&key].0),
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => Err(kind_of(e)),
         };
@@ -1596,7 +1614,15 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
 
         let mut issued = None;
         let engine_out = run_engine(session, &step.op, &mut issued);
-        let model_out = model.apply(&who, &step.op);
+        let dead = mode == SaMode::Stale && {
+            let bound = sessions[&key].1.as_ref();
+            !model.kept_session_live(&key, bound, &secrets)
+        };
+        let model_out = if dead {
+            Err(Kind::InvalidToken)
+        } else {
+            model.apply(&who, &step.op)
+        };
         compare(&what, model_kind(&model_out), engine_kind(&engine_out))?;
         tally(&step.op, engine_kind(&engine_out));
         if std::env::var_os("MODEL_TRACE").is_some() {
@@ -1614,11 +1640,16 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
             secrets.insert(target, secret);
         }
         if let (Actor::Sa(..), Some(Ok(s))) = (step.actor, fresh) {
-            sessions.entry(key).or_insert(s);
+            let bound = match mode {
+                SaMode::Token => secrets.get(&key).cloned(),
+                SaMode::OldToken => first_secrets.get(&key).cloned(),
+                _ => None,
+            };
+            sessions.entry(key).or_insert((s, bound));
         }
     }
 
-    compare_decisions(&engine, &model, &sessions)
+    compare_decisions(&engine, &model, &sessions, &secrets)
 }
 
 /// The end of a sequence: `check`, `check_anonymous`, `explain` and `list_projects`
@@ -1626,7 +1657,8 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
 fn compare_decisions(
     engine: &Engine,
     model: &Model,
-    sessions: &HashMap<String, Session<'_>>,
+    sessions: &HashMap<String, (Session<'_>, Option<String>)>,
+    secrets: &HashMap<String, String>,
 ) -> Result<(), TestCaseError> {
     let mut principals: Vec<String> = USERS.iter().map(|u| u.to_string()).collect();
     principals.push("eve".to_owned());
@@ -1694,16 +1726,33 @@ fn compare_decisions(
             lists.push((principal.clone(), who, session));
         }
     }
-    let kept = sessions.iter().map(|(key, session)| {
+    let kept = sessions.iter().map(|(key, (session, bound))| {
         let (name, ws) = key.split_once('@').expect("a full name");
         let who = Who::Sa {
             ws: ws.to_owned(),
             name: name.to_owned(),
         };
-        (format!("the session of {key} opened earlier"), who, session)
+        let live = model.kept_session_live(key, bound.as_ref(), secrets);
+        (
+            format!("the session of {key} opened earlier"),
+            who,
+            session,
+            live,
+        )
     });
-    let fresh = lists.iter().map(|(p, who, s)| (p.clone(), who.clone(), s));
-    for (by, who, session) in fresh.chain(kept) {
+    let fresh = lists
+        .iter()
+        .map(|(p, who, s)| (p.clone(), who.clone(), s, true));
+    for (by, who, session, live) in fresh.chain(kept) {
+        if !live {
+            let e = session.list_projects();
+            compare(
+                &format!("list_projects by {by}, whose token died (T6)"),
+                model_kind::<Vec<String>>(&Err(Kind::InvalidToken)),
+                engine_kind(&e),
+            )?;
+            continue;
+        }
         let m = model.visible_projects(&who);
         let e = session.list_projects();
         compare(&format!("list_projects by {by}"), Ok(&m), engine_kind(&e))?;

@@ -650,7 +650,8 @@ fn r6_deactivated_sa_has_no_role_anywhere_and_cannot_authenticate() -> Result<()
     let token = alice.create_service_account("ml-team", "cicd", false)?;
     alice.add_project_service_account(&public, "cicd@ml-team", ProjectRole::Owner)?;
     let cicd = who("cicd@ml-team");
-    let stale = engine.authenticate(token.secret())?;
+    let by_token = engine.authenticate(token.secret())?;
+    let stale = engine.session_for(&cicd)?;
 
     alice.deactivate_service_account("cicd@ml-team")?;
     // Not even R4 reaches it.
@@ -664,7 +665,9 @@ fn r6_deactivated_sa_has_no_role_anywhere_and_cannot_authenticate() -> Result<()
         engine.session_for(&cicd),
         Err(Error::ServiceAccountNotFound { .. })
     ));
-    // A session opened before the deactivation can do nothing either.
+    // A session opened with its token died with the token (T6); one the application
+    // opened before the deactivation can do nothing either.
+    assert!(matches!(by_token.list_projects(), Err(Error::InvalidToken)));
     assert_eq!(stale.list_projects()?, Vec::<String>::new());
     assert!(matches!(
         stale.add_project_member(&public, "bob", ProjectRole::Viewer),
@@ -953,8 +956,9 @@ fn a3_only_a_workspace_admin_user_deletes_projects() -> Result<()> {
         ));
     }
     alice.delete_project(&bobs)?;
+    assert!(!engine.check(&who("bob"), &bobs, Action::View)?);
     assert!(matches!(
-        engine.check(&who("bob"), &bobs, Action::View),
+        bob.project_members(&bobs),
         Err(Error::ProjectNotFound { .. })
     ));
     // The name is free again.
@@ -1016,6 +1020,48 @@ fn a5_public_only_while_the_workspace_allows_it() -> Result<()> {
             .create_project("other-team/open", with_visibility(Visibility::Public)),
         Err(Error::VisibilityRestricted { .. })
     ));
+    Ok(())
+}
+
+/// A6, second paragraph: every decision answers a project that does not exist exactly
+/// as one the principal cannot view, whoever asks (an outsider's token included), so
+/// no decision is an existence oracle.
+#[test]
+fn a6_decisions_answer_absent_and_invisible_projects_alike() -> Result<()> {
+    let engine = teams()?;
+    let alice = engine.session_for(&who("alice"))?;
+    let hidden = alice.create_project("ml-team/hidden", ProjectOptions::default())?;
+    let dave_token = engine.issue_user_token("dave", "laptop", None)?;
+    let bob_token = engine.issue_user_token("bob", "laptop", None)?;
+    let absent = ["ml-team/absent", "no-such-team/hidden"];
+    for missing in absent {
+        for action in [Action::View, Action::Edit, Action::Manage, Action::Delete] {
+            for principal in ["bob", "dave", "carol"] {
+                let a = format!("{:?}", engine.check(&who(principal), &hidden, action));
+                let b = format!("{:?}", engine.check(&who(principal), missing, action));
+                assert_eq!(a, b, "check({principal}, {action:?})");
+                assert_eq!(a, "Ok(false)");
+            }
+            let a = format!("{:?}", engine.check_anonymous(&hidden, action));
+            let b = format!("{:?}", engine.check_anonymous(missing, action));
+            assert_eq!(a, b, "check_anonymous({action:?})");
+            for token in [&dave_token, &bob_token] {
+                let a = format!("{:?}", engine.authorize(token.secret(), &hidden, action));
+                let b = format!("{:?}", engine.authorize(token.secret(), missing, action));
+                assert_eq!(a, b, "authorize({:?}, {action:?})", token.principal);
+                assert_eq!(a, "Ok(false)");
+            }
+        }
+        for principal in ["bob", "dave", "carol"] {
+            let a = format!("{:?}", engine.explain(&who(principal), &hidden));
+            let b = format!("{:?}", engine.explain(&who(principal), missing));
+            assert_eq!(a, b, "explain({principal})");
+            assert_eq!(a, "Ok(None)");
+        }
+        let a = format!("{:?}", engine.explain_anonymous(&hidden));
+        let b = format!("{:?}", engine.explain_anonymous(missing));
+        assert_eq!(a, b, "explain_anonymous");
+    }
     Ok(())
 }
 
@@ -1661,7 +1707,8 @@ fn m_sessions_come_from_tokens_or_known_principals() -> Result<()> {
         engine.authenticate("not-a-token"),
         Err(Error::InvalidToken)
     ));
-    // check knows neither an unknown principal nor an unknown project.
+    // check knows no unknown principal, whether or not the project exists; an
+    // unknown project is only "no access" (A6).
     let alice = engine.session_for(&who("alice"))?;
     let project = alice.create_project("ml-team/cls", ProjectOptions::default())?;
     assert!(matches!(
@@ -1669,9 +1716,10 @@ fn m_sessions_come_from_tokens_or_known_principals() -> Result<()> {
         Err(Error::UserNotFound { .. })
     ));
     assert!(matches!(
-        engine.check(&who("alice"), "ml-team/nothing", Action::View),
-        Err(Error::ProjectNotFound { .. })
+        engine.check(&who("nobody"), "ml-team/nothing", Action::View),
+        Err(Error::UserNotFound { .. })
     ));
+    assert!(!engine.check(&who("alice"), "ml-team/nothing", Action::View)?);
     Ok(())
 }
 

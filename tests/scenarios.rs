@@ -200,8 +200,9 @@ fn members_and_service_accounts_create_and_manage_projects() -> Result<()> {
 
     // A3: the admin user deletes.
     alice.delete_project(&ci_runs)?;
+    assert!(!engine.check(&who("alice"), &ci_runs, Action::View)?);
     assert!(matches!(
-        engine.check(&who("alice"), &ci_runs, Action::View),
+        alice.project_members(&ci_runs),
         Err(Error::ProjectNotFound { .. })
     ));
     Ok(())

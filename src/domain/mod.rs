@@ -5,3 +5,4 @@ pub mod access;
 pub mod names;
 pub mod principal;
 pub mod roles;
+pub mod tokens;

@@ -7,31 +7,53 @@ pub(crate) mod sqlite;
 use std::collections::HashSet;
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
-use crate::domain::names::{ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName};
+use crate::domain::names::{
+    ProjectKey, ProjectName, ServiceAccountFullName, ServiceAccountName, Username, WorkspaceName,
+};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 use crate::error::Result;
 use crate::token::TokenDigest;
 
 macro_rules! id_type {
-    ($($(#[$doc:meta])* $name:ident),*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $what:literal),*) => {$(
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
         pub struct $name(pub i64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::error::Error;
+
+            fn from_str(s: &str) -> crate::error::Result<Self> {
+                s.parse().map(Self).map_err(|_| {
+                    crate::error::Error::invalid_value($what, s, "a whole number")
+                })
+            }
+        }
     )*};
 }
 
 id_type!(
     /// A user's row id.
-    UserId,
+    UserId = "user id",
     /// A workspace's row id.
-    WorkspaceId,
+    WorkspaceId = "workspace id",
     /// A project's row id.
-    ProjectId,
+    ProjectId = "project id",
     /// A service account's row id.
-    ServiceAccountId,
+    ServiceAccountId = "service account id",
     /// A token's row id; shown to people so they can name a token without its secret.
-    TokenId
+    TokenId = "token id"
 );
 
 /// A stored user.
@@ -140,6 +162,17 @@ pub struct TokenLookup {
     pub principal_active: bool,
 }
 
+impl TokenLookup {
+    /// The facts that decide whether the token still authenticates (T3).
+    pub fn state(&self) -> crate::domain::tokens::TokenState {
+        crate::domain::tokens::TokenState {
+            revoked: self.token.revoked_at.is_some(),
+            expires_at: self.token.expires_at,
+            principal_active: self.principal_active,
+        }
+    }
+}
+
 /// A token and, in the same look-up, the facts about its principal and one project:
 /// the whole of `authorize` in one statement.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +191,17 @@ pub struct TokenProjectFacts {
     pub visibility: Visibility,
     /// The principal's standing on the project.
     pub standing: crate::domain::access::Standing,
+}
+
+impl TokenProjectFacts {
+    /// The facts that decide whether the token still authenticates (T3).
+    pub fn state(&self) -> crate::domain::tokens::TokenState {
+        crate::domain::tokens::TokenState {
+            revoked: self.revoked,
+            expires_at: self.expires_at,
+            principal_active: self.principal_active,
+        }
+    }
 }
 
 /// The facts about one principal and one project that the rules of SPEC §3 decide on.
@@ -405,6 +449,8 @@ pub trait Repository {
     ) -> Result<TokenId>;
     /// The token with this digest and its principal.
     fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenLookup>>;
+    /// The token with this id and its principal.
+    fn token_by_id(&self, id: TokenId) -> Result<Option<TokenLookup>>;
     /// The token with this digest with its principal's facts on one project; `None`
     /// if there is no such token or no such project.
     fn token_project_facts(
@@ -419,11 +465,39 @@ pub trait Repository {
     fn revoke_token(&self, id: TokenId, now: i64) -> Result<bool>;
     /// Revokes every live token of an owner; returns their records as they were.
     fn revoke_tokens_of(&self, owner: TokenOwner, now: i64) -> Result<Vec<TokenRecord>>;
-    /// Records a use of a token.
+    /// Records a use of a token at `now`, unless a later one is recorded.
     fn touch_token(&self, id: TokenId, now: i64) -> Result<()>;
 
     /// Appends an audit event.
     fn append_audit(&self, event: &NewAuditEvent<'_>) -> Result<()>;
     /// Audit events matching a query, newest first.
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    /// The active service account with this full name and its workspace; fails with
+    /// `ServiceAccountNotFound` when there is none or it is deactivated (S3).
+    fn active_service_account(
+        &self,
+        full: &ServiceAccountFullName,
+    ) -> Result<(WorkspaceRecord, ServiceAccountRecord)> {
+        let not_found = || crate::Error::ServiceAccountNotFound {
+            account: full.to_string(),
+        };
+        let ws = self.workspace(&full.workspace)?.ok_or_else(not_found)?;
+        let sa = self
+            .service_account(ws.id, &full.name)?
+            .filter(|sa| sa.active)
+            .ok_or_else(not_found)?;
+        Ok((ws, sa))
+    }
+
+    /// Whether the user, or the service account (active or not), exists.
+    fn principal_exists(&self, principal: &Principal) -> Result<bool> {
+        Ok(match principal {
+            Principal::User(name) => self.user(name)?.is_some(),
+            Principal::ServiceAccount(full) => match self.workspace(&full.workspace)? {
+                Some(ws) => self.service_account(ws.id, &full.name)?.is_some(),
+                None => false,
+            },
+        })
+    }
 }

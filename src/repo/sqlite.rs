@@ -92,7 +92,7 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// The connections of one database.
 pub(crate) struct Store {
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     /// `None` for an in-memory database, whose reads use the writer.
     readers: Option<Arc<ReaderPool>>,
 }
@@ -244,7 +244,7 @@ impl Store {
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
         migrate(&conn)?;
         Ok(Self {
-            writer: Mutex::new(conn),
+            writer: Arc::new(Mutex::new(conn)),
             readers: Some(ReaderPool::start(path)?),
         })
     }
@@ -259,7 +259,7 @@ impl Store {
         configure(&conn)?;
         migrate(&conn)?;
         Ok(Self {
-            writer: Mutex::new(conn),
+            writer: Arc::new(Mutex::new(conn)),
             readers: None,
         })
     }
@@ -267,11 +267,13 @@ impl Store {
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`), committed only if `f`
     /// succeeds. An early `?` in `f` drops the transaction, which rolls back (E3).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&SqliteRepo { conn: &tx })?;
-        tx.commit()?;
-        Ok(out)
+        write_on(&self.writer, f)
+    }
+
+    /// A handle to the writer for a background thread, which must not keep the
+    /// database open once the engine is dropped.
+    pub(crate) fn weak_writer(&self) -> WeakWriter {
+        WeakWriter(Arc::downgrade(&self.writer))
     }
 
     /// Copies the write-ahead log into the database file, so that reads after a bulk
@@ -324,6 +326,31 @@ impl Store {
             out
         })
     }
+}
+
+/// The writer connection of a [`Store`], held weakly by a background thread.
+pub(crate) struct WeakWriter(std::sync::Weak<Mutex<Connection>>);
+
+impl WeakWriter {
+    /// [`Store::write`], or an error once the store is gone.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        let writer = self
+            .0
+            .upgrade()
+            .ok_or_else(|| std::io::Error::other("the database was closed"))?;
+        write_on(&writer, f)
+    }
+}
+
+fn write_on<T>(
+    writer: &Mutex<Connection>,
+    f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut conn = lock(writer);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&SqliteRepo { conn: &tx })?;
+    tx.commit()?;
+    Ok(out)
 }
 
 fn read_in<T>(conn: &Connection, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
@@ -606,6 +633,43 @@ pub(crate) struct SqliteRepo<'c> {
 }
 
 impl SqliteRepo<'_> {
+    /// The one token matching `filter` (on `tokens t`, with `?1` bound to `key`) and
+    /// its principal.
+    fn token_lookup(&self, filter: &str, key: &dyn ToSql) -> Result<Option<TokenLookup>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, u.name, s.name, sw.name, s.active
+             FROM tokens t
+             LEFT JOIN users u ON u.id = t.user_id
+             LEFT JOIN service_accounts s ON s.id = t.service_account_id
+             LEFT JOIN workspaces sw ON sw.id = s.workspace_id
+             WHERE {filter}"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([key], |r| {
+                let token = Self::token_row(r)?;
+                let (principal, principal_active) = match token.owner {
+                    TokenOwner::User(_) => {
+                        (Principal::User(Username::from_stored(r.get(8)?)), true)
+                    }
+                    TokenOwner::ServiceAccount(_) => (
+                        Principal::ServiceAccount(crate::domain::names::ServiceAccountFullName {
+                            name: ServiceAccountName::from_stored(r.get(9)?),
+                            workspace: WorkspaceName::from_stored(r.get(10)?),
+                        }),
+                        r.get(11)?,
+                    ),
+                };
+                Ok(TokenLookup {
+                    token,
+                    principal,
+                    principal_active,
+                })
+            })
+            .optional()?)
+    }
+
     fn count(&self, sql: &str, params: impl rusqlite::Params) -> Result<u32> {
         let n: i64 = self
             .conn
@@ -1449,38 +1513,11 @@ impl Repository for SqliteRepo<'_> {
     }
 
     fn token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TokenLookup>> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, u.name, s.name, sw.name, s.active
-             FROM tokens t
-             LEFT JOIN users u ON u.id = t.user_id
-             LEFT JOIN service_accounts s ON s.id = t.service_account_id
-             LEFT JOIN workspaces sw ON sw.id = s.workspace_id
-             WHERE t.digest = ?1"
-        );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([&digest.as_bytes()[..]], |r| {
-                let token = Self::token_row(r)?;
-                let (principal, principal_active) = match token.owner {
-                    TokenOwner::User(_) => {
-                        (Principal::User(Username::from_stored(r.get(8)?)), true)
-                    }
-                    TokenOwner::ServiceAccount(_) => (
-                        Principal::ServiceAccount(crate::domain::names::ServiceAccountFullName {
-                            name: ServiceAccountName::from_stored(r.get(9)?),
-                            workspace: WorkspaceName::from_stored(r.get(10)?),
-                        }),
-                        r.get(11)?,
-                    ),
-                };
-                Ok(TokenLookup {
-                    token,
-                    principal,
-                    principal_active,
-                })
-            })
-            .optional()?)
+        self.token_lookup("t.digest = ?1", &&digest.as_bytes()[..])
+    }
+
+    fn token_by_id(&self, id: TokenId) -> Result<Option<TokenLookup>> {
+        self.token_lookup("t.id = ?1", &id.0)
     }
 
     fn token_project_facts(
@@ -1571,7 +1608,9 @@ impl Repository for SqliteRepo<'_> {
 
     fn touch_token(&self, id: TokenId, now: i64) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
+            .prepare_cached(
+                "UPDATE tokens SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+            )?
             .execute([id.0, now])?;
         Ok(())
     }

@@ -95,7 +95,7 @@ pub fn user_token(
             ))
         }
         UserTokenCommand::Revoke { id } => {
-            ctx.session(engine)?.revoke_token(id)?;
+            ctx.session(engine)?.revoke_token(turnstile::TokenId(id))?;
             Ok(Output::new(
                 json!({ "revoked": id }),
                 format!("revoked token {id}\n"),
