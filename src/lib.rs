@@ -39,6 +39,7 @@ mod clock;
 pub mod domain;
 mod engine;
 mod error;
+mod info;
 pub mod repo;
 mod session;
 mod snapshot;
@@ -55,6 +56,7 @@ pub use domain::principal::Principal;
 pub use domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 pub use engine::{Engine, Options};
 pub use error::{Error, ErrorKind, NameKind, Result, StorageError};
+pub use info::{Membership, ProjectInfo, UserInfo};
 pub use repo::TokenId;
 pub use session::{
     ProjectOptions, ProjectPage, ServiceAccountInfo, Session, WorkspaceSettings, WorkspaceStatus,

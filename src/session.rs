@@ -1513,3 +1513,15 @@ fn status<R: Repository>(repo: &R, name: &WorkspaceName) -> Result<WorkspaceStat
         allow_public_projects: ws.allow_public_projects,
     })
 }
+
+impl Session<'_> {
+    /// Runs `f` on one read snapshot once that snapshot shows the session's token still
+    /// live and its actor present (T6), as every call of this file does through its
+    /// context: for the read calls kept in other files (`info.rs`).
+    pub(crate) fn read_live<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+        self.store.read(|repo| {
+            Ctx::new(repo, &self.actor, self.token)?;
+            f(repo)
+        })
+    }
+}

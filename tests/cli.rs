@@ -30,6 +30,11 @@ impl Run {
         self
     }
 
+    /// The exit code, without consuming the run.
+    fn status(&self) -> i32 {
+        self.code
+    }
+
     #[track_caller]
     fn ok(self) -> Self {
         self.code(0)
@@ -245,18 +250,81 @@ fn demo_json_matrix_has_every_member_on_the_workspace_project_and_not_the_servic
 }
 
 #[test]
-fn demo_refuses_an_existing_database_unless_forced() {
+fn demo_replaces_only_its_own_database_and_only_with_force() {
     let env = Env::new();
-    std::fs::write(&env.db, b"precious").unwrap();
-    let run = env.run(&["demo"]).code(1);
-    assert!(run.error().contains("already exists"), "{run:?}");
-    assert_eq!(std::fs::read(&env.db).unwrap(), b"precious");
+    let db = env.path("demo.db");
+    env.run_on(&db, None, &["demo"]).ok();
+    // A second demo on the demo's own database is refused without --force...
+    let run = env.run_on(&db, None, &["demo"]).code(1);
+    assert!(run.error().contains("--force"), "{run:?}");
+    // ...and replaces it with it.
+    env.run_on(&db, None, &["demo", "--force"]).ok();
+    env.run_on(
+        &db,
+        None,
+        &["check", "--as", "alice", "ml-team/showcase", "delete"],
+    )
+    .ok();
+}
 
-    env.run(&["demo", "--force"]).ok();
-    env.run(&["check", "--as", "alice", "ml-team/showcase", "delete"])
-        .ok();
-    // A second demo on the demo's own database is refused too.
-    env.run(&["demo"]).code(1);
+#[test]
+fn demo_force_never_replaces_a_file_it_did_not_make() {
+    let env = Env::new();
+    // A plain text file.
+    std::fs::write(&env.db, b"precious").unwrap();
+    for args in [&["demo"][..], &["demo", "--force"]] {
+        let run = env.run(args).code(1);
+        assert!(run.error().contains("not a database made by"), "{run:?}");
+        assert!(!run.stderr.contains("pass --force"), "{run:?}");
+        assert_eq!(std::fs::read(&env.db).unwrap(), b"precious");
+    }
+    // A populated database that is not a demo's.
+    let populated = env.path("team.db");
+    let alice = env
+        .run_on(
+            &populated,
+            None,
+            &["init", "--workspace", "ml-team", "--admin", "alice"],
+        )
+        .ok()
+        .token();
+    let run = env.run_on(&populated, None, &["demo", "--force"]).code(1);
+    assert!(run.error().contains("not a database made by"), "{run:?}");
+    env.run_on(&populated, Some(&alice), &["whoami"]).ok();
+    // A demo database that someone has since put to use is no longer the demo's.
+    let used = env.path("used.db");
+    env.run_on(&used, None, &["demo"]).ok();
+    env.run_on(&used, None, &["user", "create", "carol"]).ok();
+    env.run_on(&used, None, &["demo", "--force"]).code(1);
+    let users = env.run_on(&used, None, &["--json", "export"]).ok().json()["users"].clone();
+    assert!(users.as_array().unwrap().contains(&Value::from("carol")));
+}
+
+#[test]
+fn demo_ignores_turnstile_db_and_uses_its_own_file() {
+    let env = Env::new();
+    let alice = env.init();
+    let before = std::fs::read(&env.db).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .current_dir(env.dir.path())
+        .env("TURNSTILE_DB", &env.db)
+        .env_remove("TURNSTILE_TOKEN")
+        .args(["demo", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo database: "))
+        .map(PathBuf::from)
+        .expect("the demo names its database");
+    assert_ne!(path, env.db);
+    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+    env.run_as(&alice, &["whoami"]).ok();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 #[test]
@@ -370,10 +438,7 @@ fn a_full_management_session_driven_by_tokens() {
 
     // Bob sees what he was given, and may edit but not manage.
     let list = env.run_as(&bob, &["--json", "project", "list"]).ok().json();
-    assert_eq!(
-        list["projects"],
-        serde_json::json!(["ml-team/classification", "ml-team/sandbox"])
-    );
+    assert_eq!(names(&list), ["ml-team/classification", "ml-team/sandbox"]);
     env.run_as(&bob, &["check", "ml-team/classification", "edit"])
         .ok();
     let denied = env
@@ -462,10 +527,7 @@ fn a_full_management_session_driven_by_tokens() {
     )
     .ok();
     let list = env.run_as(&ci, &["--json", "project", "list"]).ok().json();
-    assert_eq!(
-        list["projects"],
-        serde_json::json!(["ml-team/classification"])
-    );
+    assert_eq!(names(&list), ["ml-team/classification"]);
     env.run_as(&ci, &["check", "ml-team/classification", "edit"])
         .ok();
     env.run_as(&ci, &["check", "ml-team/sandbox", "view"])
@@ -1126,6 +1188,9 @@ fn import_is_all_or_nothing() {
         r#""members": { "carol": "viewer" }"#,
     );
     std::fs::write(env.path("bad.json"), bad).unwrap();
+    // Into an existing, empty database.
+    std::fs::write(env.path("empty.json"), r#"{"version": 1}"#).unwrap();
+    env.run(&["import", "empty.json"]).ok();
     let run = env.run(&["import", "bad.json"]).code(1);
     assert!(
         run.error()
@@ -1254,12 +1319,14 @@ fn help_is_everywhere_with_examples_and_exit_codes() {
         &["whoami"],
         &["user"],
         &["user", "create"],
+        &["user", "list"],
         &["user", "token"],
         &["user", "token", "issue"],
         &["user", "token", "list"],
         &["user", "token", "revoke"],
         &["workspace"],
         &["workspace", "create"],
+        &["workspace", "list"],
         &["workspace", "members"],
         &["workspace", "invite"],
         &["workspace", "remove-member"],
@@ -1269,6 +1336,7 @@ fn help_is_everywhere_with_examples_and_exit_codes() {
         &["project"],
         &["project", "create"],
         &["project", "list"],
+        &["project", "show"],
         &["project", "delete"],
         &["project", "members"],
         &["project", "add-member"],
@@ -1294,17 +1362,34 @@ fn help_is_everywhere_with_examples_and_exit_codes() {
         &["audit"],
         &["import"],
         &["export"],
+        &["completions"],
     ];
     for command in commands {
         let mut args = command.to_vec();
         args.push("--help");
         let help = env.run(&args).ok().stdout;
+        // An installed binary ships without the repository: its help carries its own
+        // text instead of naming a file the user does not have.
+        assert!(
+            !help.contains("docs/"),
+            "{command:?} --help names a file:\n{help}"
+        );
         let examples = help.split_once("examples:\n").map(|(_, e)| e);
         assert!(
             examples.is_some_and(|e| e.starts_with("  ") && e.contains("turnstile ")),
             "{command:?} --help has no example:\n{help}"
         );
     }
+}
+
+/// The qualified names of a `--json project list` page.
+fn names(page: &Value) -> Vec<&str> {
+    page["projects"]
+        .as_array()
+        .expect("a list of projects")
+        .iter()
+        .map(|p| p["project"].as_str().expect("a name"))
+        .collect()
 }
 
 #[test]
@@ -1318,10 +1403,7 @@ fn project_list_pages_with_limit_and_after() {
         .run_as(&alice, &["--json", "project", "list", "--limit", "2"])
         .ok()
         .json();
-    assert_eq!(
-        first["projects"],
-        serde_json::json!(["ml-team/alpha", "ml-team/bravo"])
-    );
+    assert_eq!(names(&first), ["ml-team/alpha", "ml-team/bravo"]);
     assert_eq!(first["next"], "ml-team/bravo");
     let rest = env
         .run_as(
@@ -1338,7 +1420,7 @@ fn project_list_pages_with_limit_and_after() {
         )
         .ok()
         .json();
-    assert_eq!(rest["projects"], serde_json::json!(["ml-team/charlie's"]));
+    assert_eq!(names(&rest), ["ml-team/charlie's"]);
     assert_eq!(rest["next"], Value::Null);
     let text = env
         .run_as(
@@ -1356,7 +1438,9 @@ fn project_list_pages_with_limit_and_after() {
         .stdout;
     assert_eq!(
         text,
-        "project\nml-team/bravo\nmore follow: --after ml-team/bravo\n"
+        "project        key  visibility  role   description\n\
+         ml-team/bravo  BRA  private     owner\n\
+         more follow: --after ml-team/bravo\n"
     );
     let all = env
         .run_as(&alice, &["--json", "project", "list"])
@@ -1364,4 +1448,452 @@ fn project_list_pages_with_limit_and_after() {
         .json();
     assert_eq!(all["projects"].as_array().unwrap().len(), 3);
     assert_eq!(all["next"], Value::Null);
+}
+
+// ---- issue 9: hardening ----
+
+#[test]
+fn e4_durations_beyond_the_calendar_are_usage_errors_not_panics() {
+    let env = Env::new();
+    let alice = env.init();
+    env.run(&["user", "create", "bob"]).ok();
+    for args in [
+        &[
+            "user",
+            "token",
+            "issue",
+            "bob",
+            "--expires-in",
+            "100000000d",
+        ][..],
+        &["user", "token", "issue", "bob", "--expires-in", "15250000w"],
+    ] {
+        let run = env.run(args).code(2);
+        assert!(run.stderr.contains("--expires-in"), "{run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+    for flag in ["--since", "--until"] {
+        let run = env
+            .run_as(&alice, &["audit", "ml-team", flag, "100000000d"])
+            .code(2);
+        assert!(run.stderr.contains(flag), "{run:?}");
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+    // Within the calendar, both still work.
+    env.run(&["user", "token", "issue", "bob", "--expires-in", "3650d"])
+        .ok();
+    env.run_as(&alice, &["audit", "ml-team", "--since", "36500d"])
+        .ok();
+}
+
+#[test]
+fn t3_an_empty_token_is_a_missing_token_not_an_invalid_one() {
+    let env = Env::new();
+    env.init();
+    for token in ["", "  "] {
+        for args in [
+            &["whoami"][..],
+            &["project", "list"],
+            &["check", "ml-team/x", "view"],
+        ] {
+            let run = env.run_on(&env.db, Some(token), args).code(2);
+            assert!(run.error().contains("missing token"), "{run:?}");
+        }
+    }
+    // A token that is there but wrong is still the one `invalid token` (T3).
+    let run = env.run_as("tst_nonsense", &["whoami"]).code(1);
+    assert!(run.error().contains("invalid token"), "{run:?}");
+}
+
+#[test]
+fn project_list_limit_is_refused_outside_1_to_10000() {
+    let env = Env::new();
+    let alice = env.init();
+    for limit in ["0", "10001", "-1"] {
+        let run = env
+            .run_as(&alice, &["project", "list", &format!("--limit={limit}")])
+            .code(2);
+        assert!(run.stderr.contains("--limit"), "{run:?}");
+    }
+    env.run_as(&alice, &["project", "list", "--limit", "10000"])
+        .ok();
+    env.run_as(&alice, &["project", "list", "--limit", "1"])
+        .ok();
+}
+
+/// The names in a directory, sorted.
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_import_into_a_new_path_leaves_nothing_behind() {
+    let env = Env::new();
+    let bad = SNAPSHOT.replace(
+        r#""members": { "bob": "viewer" }"#,
+        r#""members": { "carol": "viewer" }"#,
+    );
+    std::fs::write(env.path("bad.json"), bad).unwrap();
+    std::fs::write(env.path("good.json"), SNAPSHOT).unwrap();
+    env.run(&["import", "bad.json"]).code(1);
+    assert_eq!(dir_names(env.dir.path()), ["bad.json", "good.json"]);
+    // So `init` and `demo` accept the path afterwards.
+    env.init();
+    std::fs::remove_file(&env.db).unwrap();
+    env.run(&["demo"]).ok();
+    std::fs::remove_file(&env.db).unwrap();
+
+    // A successful import into a new path leaves the database and nothing else.
+    env.run(&["import", "good.json"]).ok();
+    assert_eq!(
+        dir_names(env.dir.path()),
+        ["acl.db", "bad.json", "good.json"]
+    );
+    let doc = env.run(&["--json", "export"]).ok().json();
+    assert_eq!(doc["users"].as_array().unwrap().len(), 4);
+
+    // A failed import into an existing database changes nothing and removes nothing.
+    env.run(&["import", "bad.json"]).code(1);
+    assert_eq!(env.run(&["--json", "export"]).ok().json(), doc);
+}
+
+#[test]
+fn e1_errors_under_json_are_one_json_line_on_stderr_with_kind_and_name() {
+    let env = Env::new();
+    let alice = env.init();
+    let error = |run: &Run| -> Value {
+        assert!(run.stdout.is_empty(), "{run:?}");
+        let line = run.stderr.trim_end();
+        assert!(!line.contains('\n'), "{run:?}");
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))["error"]
+            .clone()
+    };
+    let cases: [(&[&str], i32, &str, &str); 5] = [
+        (
+            &["--json", "project", "members", "ml-team/absent"],
+            1,
+            "not_found",
+            "ProjectNotFound",
+        ),
+        (
+            &["--json", "user", "create", "bad name"],
+            2,
+            "invalid_input",
+            "InvalidName",
+        ),
+        (
+            &["--json", "workspace", "invite", "ml-team", "alice"],
+            1,
+            "conflict",
+            "UserAlreadyInvited",
+        ),
+        (
+            &["--json", "project", "list", "--limit", "0"],
+            2,
+            "invalid_input",
+            "Usage",
+        ),
+        (&["--json", "no-such-command"], 2, "invalid_input", "Usage"),
+    ];
+    for (args, code, kind, name) in cases {
+        let run = env.run_as(&alice, args).code(code);
+        let e = error(&run);
+        assert_eq!(
+            (e["kind"].as_str(), e["name"].as_str()),
+            (Some(kind), Some(name)),
+            "{run:?}"
+        );
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    let run = env.run_as("tst_nonsense", &["--json", "whoami"]).code(1);
+    assert_eq!(error(&run)["kind"], "unauthenticated");
+    let run = env
+        .run_on(&env.path("absent.db"), None, &["--json", "matrix"])
+        .code(3);
+    assert_eq!(error(&run)["name"], "DatabaseNotFound");
+    // Without --json, the same failure is one `error:` line.
+    env.run_as(&alice, &["project", "members", "ml-team/absent"])
+        .code(1)
+        .error();
+}
+
+impl Env {
+    /// Runs as the holder of `token` (if any) with `input` on stdin.
+    fn run_with_stdin(&self, token: Option<&str>, args: &[&str], input: &str) -> Run {
+        use std::io::Write as _;
+        let mut child = self
+            .command(&self.db, token, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().expect("an exit code, not a signal"),
+            stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+        }
+    }
+}
+
+/// `init` (alice), bob a member, `ml-team/classification` (private, bob viewer) and
+/// `ml-team/sandbox` (workspace visibility), `cicd@ml-team` with no grant.
+fn small_team(env: &Env) -> (String, String) {
+    let alice = env.init();
+    env.run(&["user", "create", "bob"]).ok();
+    let bob = env.run(&["user", "token", "issue", "bob"]).ok().token();
+    env.run_as(&alice, &["workspace", "invite", "ml-team", "bob"])
+        .ok();
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "create",
+            "ml-team/classification",
+            "--key",
+            "CLS",
+            "--description",
+            "image classifiers",
+        ],
+    )
+    .ok();
+    env.run_as(
+        &alice,
+        &[
+            "project",
+            "create",
+            "ml-team/sandbox",
+            "--visibility",
+            "workspace",
+        ],
+    )
+    .ok();
+    env.run_as(&alice, &["service-account", "create", "ml-team", "cicd"])
+        .ok();
+    (alice, bob)
+}
+
+#[test]
+fn user_list_and_workspace_list_show_the_whole_database_without_a_token() {
+    let env = Env::new();
+    small_team(&env);
+    env.run(&["user", "create", "carol"]).ok();
+    let users = env.run(&["--json", "user", "list"]).ok().json();
+    assert_eq!(
+        users["users"],
+        serde_json::json!([
+            { "user": "alice", "workspaces": [{ "workspace": "ml-team", "role": "admin" }] },
+            { "user": "bob", "workspaces": [{ "workspace": "ml-team", "role": "member" }] },
+            { "user": "carol", "workspaces": [] },
+        ])
+    );
+    let text = env.run(&["user", "list"]).ok().stdout;
+    assert_eq!(
+        text,
+        "user   workspaces\nalice  ml-team (admin)\nbob    ml-team (member)\ncarol\n"
+    );
+    let all = env.run(&["--json", "workspace", "list"]).ok().json();
+    let ws = &all["workspaces"][0];
+    assert_eq!(ws["workspace"], "ml-team");
+    assert_eq!(
+        (ws["admins"].as_u64(), ws["members"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(ws["projects"], 2);
+    assert_eq!(ws["active_service_accounts"], 1);
+    let text = env.run(&["workspace", "list"]).ok().stdout;
+    assert!(
+        text.starts_with(
+            "workspace  admins  members  projects  service accounts  public projects\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ml-team    1       1        2         1 of 50"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a6_project_show_gives_details_and_role_and_hides_what_the_caller_cannot_view() {
+    let env = Env::new();
+    let (alice, bob) = small_team(&env);
+    let doc = env
+        .run_as(
+            &alice,
+            &["--json", "project", "show", "ML-TEAM/Classification"],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "project": "ml-team/classification",
+            "key": "CLS",
+            "visibility": "private",
+            "description": "image classifiers",
+            "role": "owner",
+            "source": "workspace_admin",
+        })
+    );
+    let text = env
+        .run_as(&bob, &["project", "show", "ml-team/sandbox"])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("your role    owner (workspace visibility)"),
+        "{text}"
+    );
+    // Bob cannot view the private project: the same answer as for an absent one.
+    let hidden = env
+        .run_as(&bob, &["project", "show", "ml-team/classification"])
+        .code(1);
+    let absent = env
+        .run_as(&bob, &["project", "show", "ml-team/nothing"])
+        .code(1);
+    assert_eq!(
+        hidden.error().replace("classification", "X"),
+        absent.error().replace("nothing", "X")
+    );
+}
+
+#[test]
+fn project_list_shows_key_visibility_role_and_description() {
+    let env = Env::new();
+    let (alice, bob) = small_team(&env);
+    let text = env.run_as(&alice, &["project", "list"]).ok().stdout;
+    assert_eq!(
+        text,
+        "project                 key  visibility  role   description\n\
+         ml-team/classification  CLS  private     owner  image classifiers\n\
+         ml-team/sandbox         SAN  workspace   owner\n"
+    );
+    let doc = env.run_as(&bob, &["--json", "project", "list"]).ok().json();
+    assert_eq!(
+        doc["projects"],
+        serde_json::json!([{
+            "project": "ml-team/sandbox",
+            "key": "SAN",
+            "visibility": "workspace",
+            "description": "",
+            "role": "owner",
+            "source": "workspace_visibility",
+        }])
+    );
+}
+
+#[test]
+fn batch_check_answers_one_decision_per_line_from_a_file_or_stdin() {
+    let env = Env::new();
+    let (alice, _bob) = small_team(&env);
+    let requests = "\
+# who, what, which action
+bob ml-team/sandbox manage
+cicd@ml-team ml-team/sandbox view
+
+ml-team/classification delete
+bob ml-team/sandbox fly
+";
+    std::fs::write(env.path("requests.txt"), requests).unwrap();
+    let run = env
+        .run_as(&alice, &["check", "--file", "requests.txt"])
+        .code(2);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    assert_eq!(lines[0], "allowed bob ml-team/sandbox manage");
+    assert_eq!(lines[1], "denied cicd@ml-team ml-team/sandbox view");
+    // Without a principal, the command's: here the token's, alice.
+    assert_eq!(lines[2], "allowed alice ml-team/classification delete");
+    assert!(lines[3].starts_with("error line 6: "), "{run:?}");
+
+    // All allowed: exit 0; one denied: exit 1.
+    let run = env.run_with_stdin(
+        None,
+        &["check", "--as", "bob", "--file", "-"],
+        "ml-team/sandbox view\nml-team/sandbox edit\n",
+    );
+    assert_eq!(run.status(), 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 2);
+    env.run_with_stdin(
+        None,
+        &["check", "--as", "bob", "--file", "-"],
+        "ml-team/sandbox view\nml-team/classification edit\n",
+    )
+    .code(1);
+
+    // JSON lines in and out.
+    let input = r#"{"principal": "bob", "project": "ml-team/sandbox", "action": "edit"}
+{"anonymous": true, "project": "ml-team/sandbox", "action": "view"}
+{"project": "ml-team/sandbox", "action": "view", "extra": 1}
+"#;
+    let run = env.run_with_stdin(Some(&alice), &["--json", "check", "--file", "-"], input);
+    assert_eq!(run.status(), 2, "{run:?}");
+    let answers: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+        .collect();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(
+        answers[0],
+        serde_json::json!({
+            "line": 1, "principal": "bob", "project": "ml-team/sandbox",
+            "action": "edit", "allowed": true,
+        })
+    );
+    assert_eq!(answers[1]["principal"], Value::Null);
+    assert_eq!(answers[1]["allowed"], false);
+    assert_eq!(answers[2]["line"], 3);
+    assert_eq!(answers[2]["error"]["kind"], "invalid_input");
+
+    // A request and --file together are a usage error.
+    env.run_as(&alice, &["check", "ml-team/sandbox", "view", "--file", "-"])
+        .code(2);
+}
+
+#[test]
+fn completions_are_generated_for_every_shell() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let script = env.run(&["completions", shell]).ok().stdout;
+        assert!(script.contains("turnstile"), "{shell}");
+        assert!(script.contains("service-account"), "{shell}: {script}");
+    }
+    env.run(&["completions", "tcsh"]).code(2);
+}
+
+#[test]
+fn revoking_an_unknown_or_foreign_token_id_says_not_found_not_invalid_token() {
+    let env = Env::new();
+    let (alice, bob) = small_team(&env);
+    let bobs = env
+        .run_as(&bob, &["--json", "user", "token", "list"])
+        .ok()
+        .json();
+    let bob_id = bobs["tokens"][0]["id"].as_i64().unwrap().to_string();
+    for id in ["999", bob_id.as_str()] {
+        let run = env.run_as(&alice, &["user", "token", "revoke", id]).code(1);
+        assert!(!run.error().contains("invalid token"), "{run:?}");
+        assert!(run.error().contains(&format!("`{id}`")), "{run:?}");
+        let run = env
+            .run_as(&alice, &["--json", "user", "token", "revoke", id])
+            .code(1);
+        assert!(run.stderr.contains("\"TokenNotFound\""), "{run:?}");
+    }
+    // Bob's token still works; alice's own revocation still does.
+    env.run_as(&bob, &["whoami"]).ok();
+    env.run_as(&bob, &["user", "token", "revoke", &bob_id]).ok();
+    env.run_as(&bob, &["whoami"]).code(1);
 }

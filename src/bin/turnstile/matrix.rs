@@ -10,7 +10,24 @@ use turnstile::{
     WorkspaceSettings,
 };
 
-use crate::output::{Failure, table};
+use clap::Args;
+
+use crate::context::Context;
+use crate::output::{Failure, Output, table};
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// only this workspace's projects, members and service accounts
+    #[arg(long)]
+    workspace: Option<String>,
+}
+
+pub fn matrix(ctx: &Context, args: MatrixArgs) -> Result<Output, Failure> {
+    let engine = ctx.open()?;
+    let m = build(&engine, args.workspace.as_deref())?;
+    let text = m.render();
+    Ok(Output::new(&m, text))
+}
 
 /// A principal's row: who, what it is, its effective role on each project.
 #[derive(Debug, Serialize)]
@@ -56,7 +73,10 @@ pub fn build(engine: &Engine, workspace: Option<&str>) -> Result<Matrix, Failure
     if let Some(name) = &wanted
         && workspaces.is_empty()
     {
-        return Err(Failure::denied(format!("workspace `{name}` not found")));
+        return Err(Failure::not_found(
+            "WorkspaceNotFound",
+            format!("workspace `{name}` not found"),
+        ));
     }
 
     let mut projects = Vec::new();

@@ -22,48 +22,92 @@ pub const EXIT_STORAGE: u8 = 3;
 pub const TOKEN_WARNING: &str =
     "warning: this token will not be shown again; store it now (turnstile keeps only its digest)";
 
-/// A command that failed: one line for stderr and the exit code.
+/// A command that failed: its kind (the library's [`ErrorKind`], which decides the exit
+/// code), a stable name, and one line for people.
 #[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
+    pub kind: ErrorKind,
+    /// The library error's [`Error::name`], or the CLI's own (`Usage`, `Io`,
+    /// `DatabaseNotFound`, `DatabaseExists`, `NotADemoDatabase`, `FileNotFound`).
+    pub name: &'static str,
     pub message: String,
 }
 
 impl Failure {
+    fn new(kind: ErrorKind, name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed command line, value or input file.
     pub fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_USAGE,
-            message: message.into(),
-        }
+        Self::new(ErrorKind::InvalidInput, "Usage", message)
     }
 
-    pub fn denied(message: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_DENIED,
-            message: message.into(),
-        }
+    /// Something the command needs is not there.
+    pub fn not_found(name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, name, message)
     }
 
+    /// The command conflicts with what is there (a database where a new one would go).
+    pub fn conflict(name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, name, message)
+    }
+
+    /// The file system failed.
     pub fn storage(message: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_STORAGE,
-            message: message.into(),
-        }
+        Self::new(ErrorKind::Storage, "Io", message)
+    }
+
+    /// The database named is not there (exit 3, as for any storage failure: the
+    /// database cannot be used).
+    pub fn missing_database(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Storage, "DatabaseNotFound", message)
+    }
+
+    /// The failure's exit code.
+    pub fn code(&self) -> u8 {
+        exit_code(self.kind)
     }
 
     /// The same failure, its message prefixed (e.g. with a line number).
     pub fn context(self, prefix: impl std::fmt::Display) -> Self {
         Self {
-            code: self.code,
             message: format!("{prefix}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// The failure as `--json` prints it (on stderr): `{"error": {"kind", "name",
+    /// "message"}}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "error": {
+                "kind": self.kind.as_str(),
+                "name": self.name,
+                "message": self.message,
+            }
+        })
+    }
+
+    /// Prints the failure on stderr: one `error: ` line, or with `json` one JSON line.
+    pub fn print(&self, json: bool) {
+        let mut err = std::io::stderr().lock();
+        if json {
+            let _ = writeln!(err, "{}", self.to_json());
+        } else {
+            let _ = writeln!(err, "error: {}", self.message);
         }
     }
 }
 
-/// The exit code of each library error: the CLI decides no rule, it only sorts the
-/// library's answers into the documented codes.
-pub fn exit_code(e: &Error) -> u8 {
-    match e.kind() {
+/// The exit code of each kind of error (E1): the one mapping from the library's
+/// answers to the documented codes. The CLI decides no rule.
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
         ErrorKind::InvalidInput => EXIT_USAGE,
         ErrorKind::Storage | ErrorKind::Busy => EXIT_STORAGE,
         _ => EXIT_DENIED,
@@ -72,10 +116,7 @@ pub fn exit_code(e: &Error) -> u8 {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Self {
-            code: exit_code(&e),
-            message: e.to_string(),
-        }
+        Self::new(e.kind(), e.name(), e.to_string())
     }
 }
 
@@ -246,9 +287,46 @@ pub fn maybe_time(t: &Option<DateTime<Utc>>) -> String {
     t.as_ref().map(time).unwrap_or_else(|| "-".to_owned())
 }
 
+/// `s` as one shell word, for lines people paste.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-@:+=,".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A description on one table line: line breaks and tabs as spaces, any other control
+/// character escaped, so that stored text cannot move the terminal's cursor.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => " ".to_owned(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// `allowed` or `not allowed`.
+pub fn allowed(yes: bool) -> &'static str {
+    if yes { "allowed" } else { "not allowed" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("ml-team/cls"), "ml-team/cls");
+        assert_eq!(shell_quote("/tmp/a b.db"), "'/tmp/a b.db'");
+        assert_eq!(shell_quote("ml-team/bob's"), "'ml-team/bob'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn table_aligns_columns_and_leaves_no_trailing_spaces() {

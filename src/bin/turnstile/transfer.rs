@@ -34,7 +34,7 @@ use crate::output::Failure;
 pub enum Format {
     /// the snapshot document (`turnstile::Snapshot`)
     Json,
-    /// one row per fact, see `docs/cli.md`
+    /// one row per fact (the columns are in `turnstile import --help`)
     Csv,
 }
 
@@ -419,7 +419,7 @@ project,ml-team,showcase,,public,,
     fn csv_errors_name_their_line() {
         let bad = "kind,workspace,name,principal,value\nworkspace,ml-team,,,\nmember,ml-team,,alice,boss\n";
         let e = from_csv(bad).unwrap_err();
-        assert_eq!(e.code, crate::output::EXIT_USAGE);
+        assert_eq!(e.code(), crate::output::EXIT_USAGE);
         assert!(
             e.message
                 .starts_with("line 3: invalid workspace role `boss`"),

@@ -1,0 +1,66 @@
+//! What every command shares: the database path and the acting principal's token.
+
+use std::path::PathBuf;
+
+use turnstile::{Engine, Principal, Session};
+
+use crate::output::Failure;
+
+/// The database used when neither `--db` nor `TURNSTILE_DB` names one.
+pub const DEFAULT_DB: &str = "turnstile.db";
+
+/// What every command shares: where the database is, who acts.
+pub struct Context {
+    pub db: Option<PathBuf>,
+    /// Whether `--json` was given.
+    pub json: bool,
+    /// Whether `db` came from `TURNSTILE_DB` rather than `--db`.
+    pub db_from_env: bool,
+    /// The token, trimmed; `None` when absent or blank (`TURNSTILE_TOKEN=""` is a
+    /// missing token, not an invalid one).
+    pub token: Option<String>,
+}
+
+impl Context {
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB))
+    }
+
+    /// Opens the existing database; a missing file is an error rather than a new,
+    /// empty database made by a typo.
+    pub fn open(&self) -> Result<Engine, Failure> {
+        let path = self.db_path();
+        if !path.exists() {
+            return Err(Failure::missing_database(format!(
+                "database `{}` not found: create it with `turnstile init` or name another with --db",
+                path.display()
+            )));
+        }
+        Ok(Engine::open(&path)?)
+    }
+
+    /// The acting principal's session, from `--token` or `TURNSTILE_TOKEN`.
+    pub fn session<'e>(&self, engine: &'e Engine) -> Result<Session<'e>, Failure> {
+        let token = self.token.as_deref().ok_or_else(|| {
+            Failure::usage(
+                "missing token: this command acts as a principal; pass --token or set TURNSTILE_TOKEN",
+            )
+        })?;
+        Ok(engine.authenticate(token)?)
+    }
+
+    /// The principal a `check` or `explain` is about: `--as`, else the token's.
+    pub fn principal(
+        &self,
+        engine: &Engine,
+        as_principal: Option<&str>,
+    ) -> Result<Principal, Failure> {
+        match as_principal {
+            Some(p) => Ok(p.parse()?),
+            None if self.token.is_some() => Ok(self.session(engine)?.actor().clone()),
+            None => Err(Failure::usage(
+                "missing token: name the principal with --as PRINCIPAL, or pass --token or set TURNSTILE_TOKEN",
+            )),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Database files as files: whether one holds anything, removing one with its WAL
+//! companions, and building a new one beside its final path so that a failure leaves
+//! nothing where the user asked for a database.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::output::Failure;
+
+/// Whether a file holds anything: a database is only ever created where there was none.
+pub fn non_empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > 0)
+}
+
+/// `path` with `suffix` appended to its file name (`acl.db-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a database file and its WAL companions.
+pub fn remove_database(path: &Path) -> std::io::Result<()> {
+    remove_if_present(&with_suffix(path, "-wal"))?;
+    remove_if_present(&with_suffix(path, "-shm"))?;
+    remove_if_present(path)
+}
+
+/// A database being built in a hidden temporary file in the directory of its final
+/// path (so that the final move is a rename on one file system). Dropped without
+/// [`install`](Self::install), it removes the file and its companions.
+pub struct PendingDatabase {
+    temp: PathBuf,
+    target: PathBuf,
+    installed: bool,
+}
+
+impl PendingDatabase {
+    /// A temporary path beside `target`.
+    pub fn beside(target: &Path) -> Result<Self, Failure> {
+        let name = target
+            .file_name()
+            .ok_or_else(|| Failure::usage(format!("`{}` names no file", target.display())))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let temp = target.with_file_name(format!(
+            ".{}.import-{}-{nanos}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        Ok(Self {
+            temp,
+            target: target.to_owned(),
+            installed: false,
+        })
+    }
+
+    /// Where to build the database.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Moves the finished database to its final path. Every connection to it must be
+    /// closed. Never replaces a file that holds anything (one that appeared meanwhile).
+    pub fn install(mut self) -> Result<(), Failure> {
+        let fail = |e: std::io::Error| {
+            Failure::storage(format!("cannot create `{}`: {e}", self.target.display()))
+        };
+        // SQLite removes the WAL when the last connection closes; should one remain, it
+        // holds committed data and moves with the database.
+        remove_if_present(&with_suffix(&self.temp, "-shm")).map_err(fail)?;
+        let wal = with_suffix(&self.temp, "-wal");
+        if wal.exists() {
+            std::fs::rename(&wal, with_suffix(&self.target, "-wal")).map_err(fail)?;
+        }
+        // A hard link never replaces an existing file; an empty one may be replaced.
+        match std::fs::hard_link(&self.temp, &self.target) {
+            Ok(()) => remove_if_present(&self.temp).map_err(fail)?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && non_empty(&self.target) => {
+                return Err(Failure::conflict(
+                    "DatabaseExists",
+                    format!(
+                        "`{}` appeared while importing: nothing was imported",
+                        self.target.display()
+                    ),
+                ));
+            }
+            // An empty file in the way, or a file system without hard links.
+            Err(_) => std::fs::rename(&self.temp, &self.target).map_err(fail)?,
+        }
+        self.installed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingDatabase {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = remove_database(&self.temp);
+        }
+    }
+}
