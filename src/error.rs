@@ -260,6 +260,17 @@ pub enum Error {
         /// How long the call waited for the lock.
         waited: std::time::Duration,
     },
+    /// A read-only engine was asked to open a database written by an older turnstile,
+    /// which only a writable open upgrades (D1).
+    #[error(
+        "database schema version {found} is older than this turnstile's ({supported}); open it once for writing to upgrade it"
+    )]
+    SchemaNeedsUpgrade {
+        /// The database's `user_version`.
+        found: i64,
+        /// The version this build reads.
+        supported: i64,
+    },
     /// The database failed: I/O, corruption, a full disk, a read-only file.
     #[error("storage error: {0}")]
     Storage(#[source] StorageError),
@@ -341,9 +352,10 @@ impl Error {
             | Self::ServiceAccountLimitReached { .. }
             | Self::ServiceAccountActive { .. } => ErrorKind::Conflict,
             Self::Busy { .. } => ErrorKind::Busy,
-            Self::Random { .. } | Self::SchemaTooNew { .. } | Self::Storage(_) => {
-                ErrorKind::Storage
-            }
+            Self::Random { .. }
+            | Self::SchemaTooNew { .. }
+            | Self::SchemaNeedsUpgrade { .. }
+            | Self::Storage(_) => ErrorKind::Storage,
         }
     }
 
@@ -383,6 +395,7 @@ impl Error {
             Self::ProjectNameConfusable { .. } => "ProjectNameConfusable",
             Self::Random { .. } => "Random",
             Self::SchemaTooNew { .. } => "SchemaTooNew",
+            Self::SchemaNeedsUpgrade { .. } => "SchemaNeedsUpgrade",
             Self::Busy { .. } => "Busy",
             Self::Storage(_) => "Storage",
         }

@@ -1897,3 +1897,45 @@ fn revoking_an_unknown_or_foreign_token_id_says_not_found_not_invalid_token() {
     env.run_as(&bob, &["user", "token", "revoke", &bob_id]).ok();
     env.run_as(&bob, &["whoami"]).code(1);
 }
+
+/// Undoes `chattr +i` even when the test fails, so that the directory can be removed.
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Defect 12: reads need no writable directory. With the database's directory made
+/// immutable (which stops root too), `whoami`, `check`, `explain`, `project list` and
+/// `export` answer, nothing is created beside the file, and a write says why it fails.
+#[test]
+fn reads_work_in_a_read_only_directory_and_create_nothing() {
+    let env = Env::new();
+    let alice = env.init();
+    env.run_as(&alice, &["project", "create", "ml-team/cls"])
+        .ok();
+    let before = dir_names(env.dir.path());
+    let status = Command::new("chattr")
+        .arg("+i")
+        .arg(env.dir.path())
+        .status()
+        .expect("chattr runs");
+    assert!(status.success(), "chattr +i on the test directory");
+    let _guard = Immutable(env.dir.path().to_owned());
+
+    let who = env.run_as(&alice, &["whoami"]).ok();
+    assert_eq!(who.stdout.trim(), "alice");
+    env.run_as(&alice, &["check", "ml-team/cls", "delete"]).ok();
+    env.run(&["check", "--as", "alice", "ml-team/cls", "delete"])
+        .ok();
+    env.run(&["explain", "--as", "alice", "ml-team/cls"]).ok();
+    let list = env.run_as(&alice, &["--json", "project", "list"]).ok();
+    assert!(list.stdout.contains("ml-team/cls"), "{list:?}");
+    env.run(&["export"]).ok();
+    let refused = env.run_as(&alice, &["project", "create", "ml-team/new"]);
+    assert_ne!(refused.status(), 0);
+    assert!(refused.error().contains("read"), "{refused:?}");
+    assert_eq!(dir_names(env.dir.path()), before, "nothing created");
+}

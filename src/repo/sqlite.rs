@@ -261,6 +261,20 @@ impl Store {
         if options.read_only {
             return Self::open_read_only(path, options);
         }
+        Self::open_writable(path, options).map_err(|e| match e {
+            Error::Storage(cause) if is_cant_open_cause(&cause) => std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "cannot open database `{}` for writing (is its directory read-only?): {cause}",
+                    path.display()
+                ),
+            )
+            .into(),
+            e => e,
+        })
+    }
+
+    fn open_writable(path: &Path, options: OpenOptions) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -297,6 +311,17 @@ impl Store {
             )
             .into());
         }
+        // D1: a newer file is refused before SQLite opens it, since a read-only
+        // connection to a WAL database leaves its `-wal` and `-shm` files behind.
+        if !has_log(path)
+            && let Some(found) = header_user_version(path)
+            && found > SCHEMA_VERSION
+        {
+            return Err(Error::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         let conn = match open_connection(path, options).and_then(|c| {
             user_version(&c)?;
             Ok(c)
@@ -310,14 +335,12 @@ impl Store {
             Err(e) => return Err(e),
         };
         refuse_newer(&conn)?;
-        if user_version(&conn)? < SCHEMA_VERSION {
-            return Err(std::io::Error::other(format!(
-                "database `{}` has schema version {}, older than this turnstile's {SCHEMA_VERSION}: \
-                 open it once for writing to upgrade it",
-                path.display(),
-                user_version(&conn)?
-            ))
-            .into());
+        let found = user_version(&conn)?;
+        if found < SCHEMA_VERSION {
+            return Err(Error::SchemaNeedsUpgrade {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
@@ -608,8 +631,28 @@ fn enable_wal(conn: &Connection, busy_timeout: Duration) -> Result<()> {
 }
 
 fn is_cant_open(e: &Error) -> bool {
-    matches!(e, Error::Storage(crate::error::StorageError(crate::error::StorageCause::Sqlite(e)))
+    matches!(e, Error::Storage(cause) if is_cant_open_cause(cause))
+}
+
+fn is_cant_open_cause(cause: &crate::error::StorageError) -> bool {
+    matches!(&cause.0, crate::error::StorageCause::Sqlite(e)
         if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen))
+}
+
+/// The `user_version` in the database file's header (offset 60, big-endian), which is
+/// the current one when the log is empty; `None` for a file that is not a database.
+fn header_user_version(path: &Path) -> Option<i64> {
+    use std::io::Read;
+    let mut header = [0u8; 64];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    header.starts_with(b"SQLite format 3\0").then(|| {
+        i64::from(i32::from_be_bytes(
+            header[60..64].try_into().expect("4 bytes"),
+        ))
+    })
 }
 
 /// Whether the database has a write-ahead log with anything in it.

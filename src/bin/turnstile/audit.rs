@@ -31,7 +31,7 @@ pub struct AuditArgs {
 }
 
 pub fn audit(ctx: &Context, args: AuditArgs) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for_reading()?;
     let s = ctx.session(&engine)?;
     let query = AuditQuery {
         workspace: None,

@@ -40,7 +40,7 @@ pub struct ExplainArgs {
 }
 
 pub fn check(ctx: &Context, args: CheckArgs) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for_reading()?;
     let (Some(project), Some(action)) = (&args.project, args.action) else {
         return batch(ctx, &engine, &args);
     };
@@ -243,7 +243,7 @@ fn batch(ctx: &Context, engine: &Engine, args: &CheckArgs) -> Result<Output, Fai
 }
 
 pub fn explain(ctx: &Context, args: ExplainArgs) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for_reading()?;
     let principal = ctx.principal(&engine, args.as_principal.as_deref())?;
     let access = engine.explain(&principal, &args.project)?;
     let mut actions = serde_json::Map::new();

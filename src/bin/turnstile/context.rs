@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use turnstile::{Engine, Principal, Session};
+use turnstile::{Engine, Options, Principal, Session};
 
 use crate::output::Failure;
 
@@ -37,6 +37,35 @@ impl Context {
             )));
         }
         Ok(Engine::open(&path)?)
+    }
+
+    /// Opens the existing database for a command that only reads: read-only, so that
+    /// a read-only file or directory serves it and nothing is created beside the
+    /// file. A database from an older turnstile is opened for writing instead, once,
+    /// to upgrade it.
+    pub fn open_for_reading(&self) -> Result<Engine, Failure> {
+        let path = self.db_path();
+        if !path.exists() {
+            return self.open();
+        }
+        let options = Options {
+            read_only: true,
+            ..Options::default()
+        };
+        match Engine::open_with(&path, options) {
+            Ok(engine) => Ok(engine),
+            Err(turnstile::Error::SchemaNeedsUpgrade { .. }) => self.open(),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`open_for_reading`](Self::open_for_reading) when `reads_only`, else [`open`](Self::open).
+    pub fn open_for(&self, reads_only: bool) -> Result<Engine, Failure> {
+        if reads_only {
+            self.open_for_reading()
+        } else {
+            self.open()
+        }
     }
 
     /// The acting principal's session, from `--token` or `TURNSTILE_TOKEN`.

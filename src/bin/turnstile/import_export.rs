@@ -102,7 +102,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
 }
 
 pub fn export(ctx: &Context, args: ExportArgs) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for_reading()?;
     let snapshot = engine.export()?;
     let format = args
         .format

@@ -316,7 +316,7 @@ fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
         Command::Init(args) => setup::init(&ctx, args),
         Command::Demo(args) => setup::demo(&ctx, args),
         Command::Whoami => {
-            let engine = ctx.open()?;
+            let engine = ctx.open_for_reading()?;
             let session = ctx.session(&engine)?;
             let actor = session.actor();
             let kind = if actor.is_service_account() {

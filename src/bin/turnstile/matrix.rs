@@ -23,7 +23,7 @@ pub struct MatrixArgs {
 }
 
 pub fn matrix(ctx: &Context, args: MatrixArgs) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for_reading()?;
     let m = build(&engine, args.workspace.as_deref())?;
     let text = m.render();
     Ok(Output::new(&m, text))

@@ -175,7 +175,14 @@ examples:
 }
 
 pub fn project(ctx: &Context, command: ProjectCommand) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let reads_only = matches!(
+        command,
+        ProjectCommand::List { .. }
+            | ProjectCommand::Show { .. }
+            | ProjectCommand::Members { .. }
+            | ProjectCommand::ServiceAccounts { .. }
+    );
+    let engine = ctx.open_for(reads_only)?;
     let s = ctx.session(&engine)?;
     Ok(match command {
         ProjectCommand::Create {

@@ -31,7 +31,7 @@ examples:
 }
 
 pub fn user(ctx: &Context, command: UserCommand) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let engine = ctx.open_for(matches!(command, UserCommand::List))?;
     match command {
         UserCommand::Create { user } => {
             let name = engine.create_user(&user)?;

@@ -112,7 +112,11 @@ pub fn status_text(s: &WorkspaceStatus) -> String {
 }
 
 pub fn workspace(ctx: &Context, command: WorkspaceCommand) -> Result<Output, Failure> {
-    let engine = ctx.open()?;
+    let reads_only = matches!(
+        command,
+        WorkspaceCommand::List | WorkspaceCommand::Members { .. } | WorkspaceCommand::Status { .. }
+    );
+    let engine = ctx.open_for(reads_only)?;
     if let WorkspaceCommand::Create { workspace, admin } = &command {
         let name = engine.create_workspace(workspace, admin)?;
         let admin: turnstile::Username = admin.parse()?;
