@@ -91,7 +91,7 @@ pub struct WorkspaceSnapshot {
     #[serde(default = "default_limit")]
     pub service_account_limit: u32,
     /// Username → workspace role; at least one admin (A4).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub members: BTreeMap<String, WorkspaceRole>,
     /// The workspace's service accounts.
     #[serde(default)]
@@ -128,15 +128,52 @@ pub struct ProjectSnapshot {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Username → explicit project role; every one a workspace member (A7).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub members: BTreeMap<String, ProjectRole>,
     /// Service account short name → explicit project role.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub service_accounts: BTreeMap<String, ProjectRole>,
 }
 
 fn default_visibility() -> Visibility {
     Visibility::Private
+}
+
+/// A map whose document repeats no key: `{"a": "admin", "a": "member"}` is an error
+/// naming `a`, not a silent "last one wins".
+fn unique_keys<'de, D, V>(deserializer: D) -> std::result::Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of names to roles")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "key `{}` appears twice",
+                        crate::domain::names::echo(&key)
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// What an import created.

@@ -178,3 +178,28 @@ fn e1_case_folded_duplicates_in_a_snapshot_are_domain_errors() -> Result<()> {
     assert_eq!(engine.export()?, Snapshot::default());
     Ok(())
 }
+
+/// A repeated key in a JSON object is refused with an error naming it, not silently
+/// resolved by the last one winning; nothing is imported.
+#[test]
+fn e3_repeated_keys_in_a_snapshot_are_refused_by_name() {
+    let docs = [
+        r#"{"users": ["a"], "workspaces": [{"name": "ws", "members": {"a": "admin", "a": "member"}}]}"#,
+        r#"{"users": ["a", "b"], "workspaces": [{"name": "ws", "members": {"a": "admin", "b": "member"},
+            "projects": [{"name": "p-1", "members": {"b": "viewer", "b": "owner"}}]}]}"#,
+        r#"{"users": ["a"], "workspaces": [{"name": "ws", "members": {"a": "admin"},
+            "service_accounts": [{"name": "ci"}],
+            "projects": [{"name": "p-1", "service_accounts": {"ci": "viewer", "ci": "owner"}}]}]}"#,
+    ];
+    for (doc, key) in docs.iter().zip(["a", "b", "ci"]) {
+        let e = serde_json::from_str::<turnstile::Snapshot>(doc).expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains(&format!("key `{key}` appears twice")),
+            "{e}"
+        );
+    }
+    // The same documents without the repetition are fine.
+    let ok = r#"{"users": ["a"], "workspaces": [{"name": "ws", "members": {"a": "admin"}}]}"#;
+    assert!(serde_json::from_str::<turnstile::Snapshot>(ok).is_ok());
+}
