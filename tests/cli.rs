@@ -1898,14 +1898,7 @@ fn revoking_an_unknown_or_foreign_token_id_says_not_found_not_invalid_token() {
     env.run_as(&bob, &["whoami"]).code(1);
 }
 
-/// Undoes `chattr +i` even when the test fails, so that the directory can be removed.
-struct Immutable(PathBuf);
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-    }
-}
+mod common;
 
 /// Defect 12: reads need no writable directory. With the database's directory made
 /// immutable (which stops root too), `whoami`, `check`, `explain`, `project list` and
@@ -1917,13 +1910,7 @@ fn reads_work_in_a_read_only_directory_and_create_nothing() {
     env.run_as(&alice, &["project", "create", "ml-team/cls"])
         .ok();
     let before = dir_names(env.dir.path());
-    let status = Command::new("chattr")
-        .arg("+i")
-        .arg(env.dir.path())
-        .status()
-        .expect("chattr runs");
-    assert!(status.success(), "chattr +i on the test directory");
-    let _guard = Immutable(env.dir.path().to_owned());
+    let _guard = common::Immutable::make(env.dir.path());
 
     let who = env.run_as(&alice, &["whoami"]).ok();
     assert_eq!(who.stdout.trim(), "alice");

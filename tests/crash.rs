@@ -451,9 +451,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn raw(db: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(db).expect("open the database with rusqlite")
-}
+mod common;
+use common::raw;
 
 fn ok_events(db: &Path) -> i64 {
     raw(db)

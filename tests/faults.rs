@@ -53,9 +53,8 @@ fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn raw(db: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(db).expect("open the database with rusqlite")
-}
+mod common;
+use common::raw;
 
 fn integrity(db: &Path) -> String {
     raw(db)
@@ -141,14 +140,7 @@ fn d1_a_newer_database_is_refused_and_left_byte_for_byte_untouched() -> Result<(
 // ---------------------------------------------------------------------------------
 // A read-only file.
 
-/// Undoes `chattr +i` even when the test fails, so that the directory can be removed.
-struct Immutable(PathBuf);
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-    }
-}
+use common::Immutable;
 
 /// Makes `db` read-only for this process: `None` if this machine offers no way to.
 fn make_read_only(db: &Path) -> Option<Option<Immutable>> {
@@ -160,7 +152,7 @@ fn make_read_only(db: &Path) -> Option<Option<Immutable>> {
     }
     // Root writes whatever the mode; an immutable file stops root too.
     let status = Command::new("chattr").arg("+i").arg(db).status().ok()?;
-    let guard = Immutable(db.to_owned());
+    let guard = common::Immutable::adopt(db);
     (status.success() && !writable(db)).then_some(Some(guard))
 }
 
@@ -540,13 +532,7 @@ fn a_read_only_directory_serves_reads_through_a_read_only_engine() -> Result<()>
             .into_secret()
     };
     let before = files_in(dir.path());
-    let status = Command::new("chattr")
-        .arg("+i")
-        .arg(dir.path())
-        .status()
-        .expect("chattr runs");
-    assert!(status.success(), "chattr +i on the test directory");
-    let _guard = Immutable(dir.path().to_owned());
+    let _guard = Immutable::make(dir.path());
     assert!(
         std::fs::write(dir.path().join("probe"), b"x").is_err(),
         "the directory is read-only"

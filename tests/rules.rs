@@ -17,16 +17,8 @@ use turnstile::{
 // ---------------------------------------------------------------------------------
 // Fixtures
 
-fn who(name: &str) -> Principal {
-    name.parse().expect("a valid principal name")
-}
-
-fn with_visibility(visibility: Visibility) -> ProjectOptions {
-    ProjectOptions {
-        visibility: Some(visibility),
-        ..Default::default()
-    }
-}
+mod common;
+use common::{who, with_visibility};
 
 fn with_key(key: &str) -> ProjectOptions {
     ProjectOptions {
@@ -97,12 +89,7 @@ fn file_db() -> Result<(tempfile::TempDir, std::path::PathBuf)> {
     Ok((dir, path))
 }
 
-fn raw(path: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).expect("the database opens");
-    conn.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    conn
-}
+use common::raw;
 
 fn raw_count(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0))

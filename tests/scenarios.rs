@@ -7,20 +7,12 @@
 use std::collections::BTreeMap;
 
 use turnstile::{
-    Action, Engine, Error, NameKind, Principal, ProjectOptions, ProjectRole, Result, Visibility,
+    Action, Engine, Error, NameKind, ProjectOptions, ProjectRole, Result, Visibility,
     WorkspaceRole, WorkspaceSettings,
 };
 
-fn who(name: &str) -> Principal {
-    name.parse().expect("a valid principal name")
-}
-
-fn with_visibility(visibility: Visibility) -> ProjectOptions {
-    ProjectOptions {
-        visibility: Some(visibility),
-        ..Default::default()
-    }
-}
+mod common;
+use common::{who, with_visibility};
 
 /// `alice` is admin of `ml-team`; `bob` and `carol` are members; `dave` is a user of
 /// no workspace.
