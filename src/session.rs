@@ -16,6 +16,7 @@ use crate::domain::access::{
     Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, listing_plan, permits,
     workspace_permits,
 };
+use crate::domain::invariants;
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName,
     ServiceAccountName, Username, WorkspaceName,
@@ -530,11 +531,7 @@ impl<'e> Session<'e> {
                     workspace: qualified.workspace.to_string(),
                 },
             )?;
-            if visibility == Visibility::Public && !ws.allow_public_projects {
-                return Err(Error::VisibilityRestricted {
-                    workspace: ws.name.to_string(),
-                });
-            }
+            invariants::visibility_allowed(&ws.name, visibility, ws.allow_public_projects)?;
             if ctx.repo.project(ws.id, &qualified.project)?.is_some() {
                 return Err(Error::ProjectAlreadyExists {
                     project: qualified.to_string(),
@@ -642,9 +639,7 @@ impl<'e> Session<'e> {
         self.query(|ctx| {
             let ProjectScope { project: p, .. } =
                 ctx.require_project(&name, Action::View, VIEW_PROJECT)?;
-            let users = ctx
-                .repo
-                .project_users(p.id, p.visibility == Visibility::Workspace)?;
+            let users = ctx.repo.project_users(p.id, members_own_it(p.visibility))?;
             Ok(users
                 .into_iter()
                 .filter_map(|u| {
@@ -680,16 +675,12 @@ impl<'e> Session<'e> {
                 .ok_or_else(|| Error::UserNotFound {
                     user: username.to_string(),
                 })?;
-            if ctx.repo.workspace_role(ws.id, user.id)?.is_none() {
-                return Err(Error::UserNotInWorkspace {
-                    user: user.name.to_string(),
-                    workspace: ws.name.to_string(),
-                });
-            }
-            let already = if p.visibility == Visibility::Workspace {
-                Some(ProjectRole::Owner)
-            } else {
-                ctx.repo.user_grant(p.id, user.id)?
+            let ws_role = ctx.repo.workspace_role(ws.id, user.id)?;
+            invariants::may_hold_grant(&user.name, &ws.name, ws_role.is_some())?;
+            // A8: a member's owner role through `workspace` visibility is access already.
+            let already = match invariants::role_through_visibility(p.visibility, ws_role) {
+                Some(role) => Some(role),
+                None => ctx.repo.user_grant(p.id, user.id)?,
             };
             if let Some(role) = already {
                 return Err(Error::UserAlreadyHasAccess {
@@ -725,9 +716,8 @@ impl<'e> Session<'e> {
             let user = ctx.repo.user(&username)?.ok_or_else(without_access)?;
             // A8: on a `workspace`-visibility project a member's access is not a grant
             // that can be removed.
-            if p.visibility == Visibility::Workspace
-                && ctx.repo.workspace_role(ws.id, user.id)?.is_some()
-            {
+            let ws_role = ctx.repo.workspace_role(ws.id, user.id)?;
+            if invariants::role_through_visibility(p.visibility, ws_role).is_some() {
                 return Err(without_access());
             }
             if !ctx.repo.delete_user_grant(p.id, user.id)? {
@@ -964,11 +954,7 @@ impl<'e> Session<'e> {
                 project: p,
                 target,
             } = ctx.require_project(&name, Action::Manage, SET_VISIBILITY)?;
-            if visibility == Visibility::Public && !ws.allow_public_projects {
-                return Err(Error::VisibilityRestricted {
-                    workspace: ws.name.to_string(),
-                });
-            }
+            invariants::visibility_allowed(&ws.name, visibility, ws.allow_public_projects)?;
             ctx.repo.set_project_visibility(p.id, visibility)?;
             ctx.audit(
                 &ws.name,
@@ -1466,33 +1452,35 @@ impl<R: Repository> Ctx<'_, R> {
     }
 }
 
-/// A4: refuses to remove or demote the workspace's only admin.
+/// A4 for a change that removes `current` from the workspace's admins, if it is one:
+/// the count comes from inside the writing transaction.
 fn ensure_another_admin<R: Repository>(
     repo: &R,
     ws: &WorkspaceRecord,
     current: WorkspaceRole,
 ) -> Result<()> {
-    if current == WorkspaceRole::Admin
-        && repo.count_workspace_role(ws.id, WorkspaceRole::Admin)? <= 1
-    {
-        return Err(Error::LastAdmin {
-            workspace: ws.name.to_string(),
-        });
+    if current != WorkspaceRole::Admin {
+        return Ok(());
     }
-    Ok(())
+    let admins = repo.count_workspace_role(ws.id, WorkspaceRole::Admin)?;
+    invariants::keeps_an_admin(&ws.name, admins.saturating_sub(1))
 }
 
-/// S2: refuses a new active service account past the workspace's limit. Runs inside
-/// the writing transaction (`BEGIN IMMEDIATE`), so two racing processes cannot both
-/// take the last slot.
+/// S2 for one more active service account. Runs inside the writing transaction
+/// (`BEGIN IMMEDIATE`), so two racing processes cannot both take the last slot.
 fn ensure_service_account_slot<R: Repository>(repo: &R, ws: &WorkspaceRecord) -> Result<()> {
-    if repo.count_active_service_accounts(ws.id)? >= ws.service_account_limit {
-        return Err(Error::ServiceAccountLimitReached {
-            workspace: ws.name.to_string(),
-            limit: ws.service_account_limit,
-        });
-    }
-    Ok(())
+    let active = repo.count_active_service_accounts(ws.id)?;
+    invariants::within_service_account_limit(
+        &ws.name,
+        active.saturating_add(1),
+        ws.service_account_limit,
+    )
+}
+
+/// Whether every workspace member holds a role on a project of this visibility
+/// without a grant (R3), so that its member list names them all.
+fn members_own_it(visibility: Visibility) -> bool {
+    invariants::role_through_visibility(visibility, Some(WorkspaceRole::Member)).is_some()
 }
 
 fn status<R: Repository>(repo: &R, name: &WorkspaceName) -> Result<WorkspaceStatus> {

@@ -198,6 +198,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 
 use crate::audit::{APPLICATION, NewAuditEvent, Outcome};
+use crate::domain::invariants;
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName,
 };
@@ -278,20 +279,20 @@ pub(crate) fn import<R: Repository>(
             members.insert(name.key().to_owned(), id);
             summary.members += 1;
         }
-        if !ws_snap.members.values().any(|r| *r == WorkspaceRole::Admin) {
-            return Err(Error::LastAdmin {
-                workspace: ws_name.to_string(),
-            });
-        }
+        let admins = ws_snap
+            .members
+            .values()
+            .filter(|r| **r == WorkspaceRole::Admin)
+            .count();
+        invariants::keeps_an_admin(&ws_name, u32::try_from(admins).unwrap_or(u32::MAX))?;
 
         // Service accounts, and S2: at most the limit active.
         let active = ws_snap.service_accounts.iter().filter(|s| s.active).count();
-        if active > ws_snap.service_account_limit as usize {
-            return Err(Error::ServiceAccountLimitReached {
-                workspace: ws_name.to_string(),
-                limit: ws_snap.service_account_limit,
-            });
-        }
+        invariants::within_service_account_limit(
+            &ws_name,
+            u32::try_from(active).unwrap_or(u32::MAX),
+            ws_snap.service_account_limit,
+        )?;
         let mut accounts: HashMap<String, ServiceAccountId> = HashMap::new();
         for sa in &ws_snap.service_accounts {
             let name: ServiceAccountName = sa.name.parse()?;
@@ -332,11 +333,11 @@ pub(crate) fn import<R: Repository>(
                         project: format!("{ws_name}/{name}"),
                     });
                 }
-                if p.visibility == Visibility::Public && !ws_snap.allow_public_projects {
-                    return Err(Error::VisibilityRestricted {
-                        workspace: ws_name.to_string(),
-                    });
-                }
+                invariants::visibility_allowed(
+                    &ws_name,
+                    p.visibility,
+                    ws_snap.allow_public_projects,
+                )?;
                 let key = match p.key {
                     Some(_) => explicit
                         .next()
@@ -372,13 +373,11 @@ pub(crate) fn import<R: Repository>(
                         });
                     }
                     // INVARIANT: A7, only workspace members hold grants.
-                    let id = members
-                        .get(user.key())
-                        .ok_or_else(|| Error::UserNotInWorkspace {
-                            user: user.to_string(),
-                            workspace: ws_name.to_string(),
-                        })?;
-                    user_grants.push((project, *id, *role));
+                    let id = members.get(user.key());
+                    invariants::may_hold_grant(&user, &ws_name, id.is_some())?;
+                    if let Some(id) = id {
+                        user_grants.push((project, *id, *role));
+                    }
                 }
                 granted.clear();
                 for (sa, role) in &p.service_accounts {
