@@ -35,10 +35,13 @@
 
 pub mod audit;
 mod cache;
+pub mod decisions;
 pub mod domain;
 mod engine;
 mod error;
 pub mod repo;
+#[cfg(feature = "server")]
+pub mod server;
 mod session;
 mod snapshot;
 pub mod token;

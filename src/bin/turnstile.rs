@@ -232,6 +232,38 @@ examples:
   turnstile export --output team.csv
   turnstile export --format csv")]
     Export(ExportArgs),
+
+    /// serve Neptune's management API and the native HTTP API (docs/http.md)
+    #[command(after_help = "\
+plain HTTP is served only on loopback addresses unless --insecure-http; give
+--tls-cert and --tls-key for HTTPS. stops on SIGTERM or SIGINT after finishing the
+requests in flight (at most 10 s).
+
+examples:
+  turnstile --db acl.db serve --listen 127.0.0.1:8686
+  turnstile --db acl.db serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem")]
+    Serve(turnstile::server::ServeArgs),
+
+    /// print an API token in another format
+    #[command(after_help = "\
+the turnstile token is read from TURNSTILE_TOKEN (or --token), else from stdin.
+
+examples:
+  export NEPTUNE_API_TOKEN=$(TURNSTILE_TOKEN=$T turnstile token neptune --api-url http://127.0.0.1:8686)")]
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// a Neptune-format API token (NEPTUNE_API_TOKEN) for a turnstile token and server URL
+    Neptune {
+        /// the server's URL, as the neptune client will reach it
+        #[arg(long, value_name = "URL")]
+        api_url: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -785,6 +817,34 @@ fn run(cli: Cli) -> Result<Output, Failure> {
     };
     match cli.command {
         Command::Init(args) => init(&ctx, args),
+        Command::Serve(args) => turnstile::server::serve(&ctx.db_path(), args)
+            .map(|()| Output::new(json!({}), String::new()))
+            .map_err(Failure::storage),
+        Command::Token {
+            command: TokenCommand::Neptune { api_url },
+        } => {
+            let token = match ctx.token.clone() {
+                Some(t) => t,
+                None => {
+                    let mut t = String::new();
+                    std::io::stdin().read_to_string(&mut t).map_err(|e| {
+                        Failure::usage(format!("cannot read the token from stdin: {e}"))
+                    })?;
+                    t
+                }
+            };
+            let token = token.trim();
+            if !turnstile::token::well_formed(token) {
+                return Err(Failure::usage(
+                    "not a turnstile token: set TURNSTILE_TOKEN or pipe the token on stdin",
+                ));
+            }
+            let neptune = turnstile::server::auth::neptune_token(&api_url, token);
+            Ok(Output::new(
+                json!({ "token": neptune }),
+                format!("{neptune}\n"),
+            ))
+        }
         Command::Demo(args) => demo(&ctx, args),
         Command::Whoami => {
             let engine = ctx.open()?;
