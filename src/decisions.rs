@@ -242,7 +242,7 @@ mod tests {
         );
         assert_eq!(
             alice
-                .check_for(Some(&"bob".parse()?), "other/x", Action::View)
+                .check_for(Some(&"bob".parse()?), "other/xyz", Action::View)
                 .unwrap_err()
                 .name(),
             "PermissionDenied"
