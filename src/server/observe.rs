@@ -66,7 +66,6 @@ impl Metrics {
         h.sum += seconds;
     }
 
-    #[allow(dead_code)] // used by the native API
     /// Counts one decision's outcome: `Some(allowed)`, or `None` for an error.
     pub fn decision(&self, outcome: Option<bool>) {
         let c = match outcome {
