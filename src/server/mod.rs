@@ -171,8 +171,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Cred {
 /// The whole router: health, metrics, Neptune's API and the native API, with the
 /// limits of H6 as layers.
 pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    app(state, request_timeout, Router::new())
+}
+
+/// [`router`] with `extra` routes under the same layers (tests add failing routes).
+fn app(state: Arc<AppState>, request_timeout: Duration, extra: Router<Arc<AppState>>) -> Router {
     Router::new()
+        .merge(extra)
         .route("/healthz", get(healthz))
+        // Without the database: the HTTP stack's own cost, the load benchmark's baseline.
         .route("/livez", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .merge(neptune::routes())
@@ -196,8 +203,6 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
-/// `GET /livez` answers "ok" without touching the database: the HTTP stack's own cost,
-/// the baseline of the load benchmark.
 /// `GET /healthz`: 200 when the database answers, 503 when it does not (H9).
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let ok = state
@@ -343,5 +348,70 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state() -> Arc<AppState> {
+        let engine = Engine::open_in_memory().expect("in-memory engine");
+        let key = SigningKey::load_or_create(&engine).expect("key");
+        Arc::new(AppState {
+            engine: Arc::new(engine),
+            key,
+            metrics: observe::Metrics::default(),
+            pending: Arc::new(Semaphore::new(MAX_PENDING_CALLS)),
+            tls: false,
+            public_url: None,
+            quiet: true,
+        })
+    }
+
+    async fn get_json(app: &Router, uri: &str) -> (u16, serde_json::Value) {
+        let res = app
+            .clone()
+            .oneshot(
+                axum::http::Request::builder()
+                    .uri(uri)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    async fn boom() -> &'static str {
+        panic!("handler panicked")
+    }
+
+    #[tokio::test]
+    async fn h6_a_panic_answers_json_500_and_the_server_keeps_serving() {
+        let state = state();
+        let extra = Router::new().route("/panic", get(boom)).route(
+            "/panic-blocking",
+            get(|State(s): State<Arc<AppState>>| async move {
+                s.blocking(|_, _| -> u8 { panic!("engine call panicked") })
+                    .await
+                    .map(|_| "unreachable")
+            }),
+        );
+        let app = app(state, Duration::from_secs(5), extra);
+        for uri in ["/panic", "/panic-blocking"] {
+            let (status, body) = get_json(&app, uri).await;
+            assert_eq!(status, 500, "{uri}");
+            assert_eq!(body["kind"], "internal", "{uri}: {body}");
+            assert_eq!(body["message"], "internal server error");
+        }
+        let (status, body) = get_json(&app, "/healthz").await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     }
 }

@@ -273,3 +273,30 @@ def test_access_log_names_principals_and_holds_no_secret(world):
         assert secret not in log
     for neptune_token in (world["admin"], world["bob"], world["sa"]):
         assert neptune_token not in log
+
+
+def test_plain_member_creates_and_manages_own_project_but_cannot_delete_it(world):
+    t = world["bob"]
+    p = f"{WS}/bobs"
+    assert m.create_project(p, api_token=t) == p
+    # The creator's grant (A1); workspace admins are not listed as members.
+    assert m.get_project_member_list(p, api_token=t) == {"bob": "owner"}
+    m.add_project_member(p, "dave", "viewer", api_token=t)
+    m.add_project_service_account(p, "cicd@ml-team", "contributor", api_token=t)
+    assert m.get_project_service_account_list(p, api_token=t) == {"cicd@ml-team": "contributor"}
+    # The service account now sees the project through its grant (R2).
+    assert p in m.get_project_list(api_token=world["sa"])
+    m.remove_project_service_account(p, "cicd@ml-team", api_token=t)
+    assert p not in m.get_project_list(api_token=world["sa"])
+    m.remove_project_member(p, "dave", api_token=t)
+    with pytest.raises(AccessRevokedOnDeletion):
+        m.delete_project(p, api_token=t)
+    m.delete_project(p, api_token=world["admin"])
+
+
+def test_service_account_reads_workspace_members_and_status(world):
+    t = world["sa"]
+    assert m.get_workspace_member_list(WS, api_token=t)["alice"] == "admin"
+    assert m.get_workspace_status(WS, api_token=t)["membersCount"] >= 3
+    with pytest.raises(WorkspaceNotFound):
+        m.get_workspace_member_list("no-such-ws", api_token=t)
