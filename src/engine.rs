@@ -306,6 +306,7 @@ impl Engine {
         Ok(Session::new(
             &self.store,
             &self.uses,
+            self,
             bearer.principal,
             Some(bearer.token),
         ))
@@ -322,6 +323,7 @@ impl Engine {
         Ok(Session::new(
             &self.store,
             &self.uses,
+            self,
             found.principal,
             Some(id),
         ))
@@ -433,6 +435,7 @@ impl Engine {
         Ok(Session::new(
             &self.store,
             &self.uses,
+            self,
             principal.clone(),
             None,
         ))
@@ -606,6 +609,16 @@ fn parse_label(label: &str) -> Result<&str> {
             label,
             "1 to 64 characters without control characters",
         ))
+    }
+}
+
+impl crate::session::Decide for Engine {
+    fn check(&self, principal: &Principal, project: &str, action: Action) -> Result<bool> {
+        Engine::check(self, principal, project, action)
+    }
+
+    fn explain(&self, principal: &Principal, project: &str) -> Result<Option<Access>> {
+        Engine::explain(self, principal, project)
     }
 }
 

@@ -36,11 +36,14 @@
 pub mod audit;
 mod cache;
 mod clock;
+pub mod decisions;
 pub mod domain;
 mod engine;
 mod error;
 mod info;
 pub mod repo;
+#[cfg(feature = "server")]
+pub mod server;
 mod session;
 mod snapshot;
 pub mod token;

@@ -376,6 +376,20 @@ impl<'a, R: Repository> Ctx<'a, R> {
     }
 }
 
+/// What a session asks of the engine that made it: the decision path, with the
+/// engine's decision cache (T4). A narrow interface, so that this module does not
+/// depend on the engine.
+pub(crate) trait Decide: Sync {
+    /// [`Engine::check`](crate::Engine::check).
+    fn check(&self, principal: &Principal, project: &str, action: Action) -> Result<bool>;
+    /// [`Engine::explain`](crate::Engine::explain).
+    fn explain(
+        &self,
+        principal: &Principal,
+        project: &str,
+    ) -> Result<Option<crate::domain::access::Access>>;
+}
+
 /// The management calls of SPEC §7, made by one authenticated actor.
 ///
 /// A session is cheap: it holds the actor's name, and every call re-reads the actor's
@@ -383,6 +397,8 @@ impl<'a, R: Repository> Ctx<'a, R> {
 pub struct Session<'e> {
     pub(crate) store: &'e Store,
     uses: &'e TokenUses,
+    /// The engine's decision path, with its cache.
+    pub(crate) decide: &'e dyn Decide,
     pub(crate) actor: Principal,
     /// The token the session was authenticated with; `None` for
     /// [`Engine::session_for`](crate::Engine::session_for).
@@ -402,12 +418,14 @@ impl<'e> Session<'e> {
     pub(crate) fn new(
         store: &'e Store,
         uses: &'e TokenUses,
+        decide: &'e dyn Decide,
         actor: Principal,
         token: Option<TokenId>,
     ) -> Self {
         Self {
             store,
             uses,
+            decide,
             actor,
             token,
         }

@@ -23,6 +23,8 @@ mod import_export;
 mod matrix;
 mod output;
 mod project;
+#[cfg(feature = "server")]
+mod serve;
 mod service_account;
 mod setup;
 mod time;
@@ -266,6 +268,30 @@ examples:
   turnstile completions zsh > \"${fpath[1]}/_turnstile\"
   turnstile completions fish > ~/.config/fish/completions/turnstile.fish")]
     Completions(completions::CompletionsArgs),
+
+    /// serve Neptune's management API and the native HTTP API
+    #[cfg(feature = "server")]
+    #[command(after_help = "\
+plain HTTP is served only on loopback addresses unless --insecure-http; give
+--tls-cert and --tls-key for HTTPS. stops on SIGTERM or SIGINT after finishing the
+requests in flight (at most 10 s).
+
+examples:
+  turnstile --db acl.db serve --listen 127.0.0.1:8686
+  turnstile --db acl.db serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem")]
+    Serve(turnstile::server::ServeArgs),
+
+    /// print an API token in another format
+    #[cfg(feature = "server")]
+    #[command(after_help = "\
+the turnstile token is read from TURNSTILE_TOKEN (or --token), else from stdin.
+
+examples:
+  export NEPTUNE_API_TOKEN=$(TURNSTILE_TOKEN=$T turnstile token neptune --api-url http://127.0.0.1:8686)")]
+    Token {
+        #[command(subcommand)]
+        command: serve::TokenCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -340,6 +366,10 @@ fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
         Command::Import(args) => import_export::import(&ctx, args),
         Command::Export(args) => import_export::export(&ctx, args),
         Command::Completions(args) => completions::completions(args, Cli::command()),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::serve(&ctx, args),
+        #[cfg(feature = "server")]
+        Command::Token { command } => serve::token(&ctx, command),
     }
 }
 
