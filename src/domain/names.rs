@@ -285,6 +285,11 @@ impl ProjectName {
         }
     }
 
+    /// Rebuilds a name stored before schema version 2, which may not be in NFC.
+    pub(crate) fn from_legacy(stored: &str) -> Self {
+        Self::from_stored(stored.nfc().collect())
+    }
+
     /// The spelling given at creation, in NFC.
     pub fn as_str(&self) -> &str {
         &self.display
