@@ -15,7 +15,7 @@ use icu_properties::props::{
     DefaultIgnorableCodePoint, GeneralCategory, NoncharacterCodePoint, WhiteSpace,
 };
 use icu_properties::{CodePointMapData, CodePointSetData};
-use unicode_normalization::{UnicodeNormalization, is_nfc};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc, is_nfkc_quick};
 
 use crate::error::{Error, NameKind, Result};
 
@@ -452,12 +452,20 @@ pub fn fold(s: &str) -> Cow<'_, str> {
 fn nfkc_casefold(s: &str) -> String {
     let case = CaseMapper::new();
     let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
-    let mut current: String = s.nfkc().collect();
+    let mut current: String = if is_nfkc_quick(s.chars()) == IsNormalized::Yes {
+        s.to_owned()
+    } else {
+        s.nfkc().collect()
+    };
     // Two rounds reach the fixed point for every code point; the bound only guards
     // against a future data change looping.
     for _ in 0..4 {
-        let next: String = case
-            .fold_string(&current)
+        let folded = case.fold_string(&current);
+        // Already stable: in NFKC, folded, and without default ignorables.
+        if matches!(folded, Cow::Borrowed(_)) && !current.chars().any(|c| ignorable.contains(c)) {
+            break;
+        }
+        let next: String = folded
             .chars()
             .filter(|c| !ignorable.contains(*c))
             .nfkc()
