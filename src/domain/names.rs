@@ -269,7 +269,9 @@ impl fmt::Display for ServiceAccountFullName {
 #[derive(Debug, Clone)]
 pub struct ProjectName {
     display: String,
-    key: String,
+    /// Computed on first use for names read back from the database, which are
+    /// displayed far more often than compared.
+    key: OnceLock<String>,
     /// Computed on first use: only creation and import need it (N7), not the check path.
     skeleton: OnceLock<String>,
 }
@@ -277,10 +279,9 @@ pub struct ProjectName {
 impl ProjectName {
     /// Rebuilds a name read back from the database, where only valid names are written.
     pub(crate) fn from_stored(display: String) -> Self {
-        let key = fold(&display).into_owned();
         Self {
             display,
-            key,
+            key: OnceLock::new(),
             skeleton: OnceLock::new(),
         }
     }
@@ -297,13 +298,13 @@ impl ProjectName {
 
     /// The NFKC_Casefold form that uniqueness and look-ups use (N3).
     pub fn key(&self) -> &str {
-        &self.key
+        self.key.get_or_init(|| fold(&self.display).into_owned())
     }
 
     /// The UTS #39 skeleton of [`key`](Self::key): two names of one workspace with the
     /// same skeleton are confusable (N7).
     pub fn skeleton(&self) -> &str {
-        self.skeleton.get_or_init(|| skeleton(&self.key))
+        self.skeleton.get_or_init(|| skeleton(self.key()))
     }
 }
 
@@ -388,7 +389,7 @@ impl FromStr for ProjectName {
             }
             return Ok(Self {
                 display: s.to_owned(),
-                key: s.to_ascii_lowercase(),
+                key: OnceLock::from(s.to_ascii_lowercase()),
                 skeleton: OnceLock::new(),
             });
         }
@@ -417,7 +418,7 @@ impl FromStr for ProjectName {
         }
         Ok(Self {
             display,
-            key,
+            key: OnceLock::from(key),
             skeleton: OnceLock::new(),
         })
     }
@@ -512,7 +513,7 @@ fn ascii_skeletons() -> &'static [Option<String>] {
 
 impl PartialEq for ProjectName {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.key() == other.key()
     }
 }
 
