@@ -375,15 +375,21 @@ impl FromStr for ProjectName {
         if s.len() > 128 * 3 {
             return Err(length());
         }
-        if let Some(reason) = s.chars().find_map(forbidden_reason) {
-            return Err(invalid(kind, s, reason));
-        }
-        if s.starts_with(is_white_space) || s.ends_with(is_white_space) {
-            return Err(invalid(kind, s, "cannot start or end with white space"));
-        }
+        let edge_space = || invalid(kind, s, "cannot start or end with white space");
         // Fast path: pure ASCII is already NFC, and its NFKC_Casefold is its ASCII
-        // lower case; this is the check path's common case.
+        // lower case; this is the check path's common case, checked byte by byte.
         if s.is_ascii() {
+            let bytes = s.as_bytes();
+            if let Some(&b) = bytes
+                .iter()
+                .find(|b| b.is_ascii_control() || is_reserved(char::from(**b)))
+            {
+                let reason = forbidden_reason(char::from(b)).unwrap_or_default();
+                return Err(invalid(kind, s, reason));
+            }
+            if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+                return Err(edge_space());
+            }
             if !(3..=128).contains(&s.len()) {
                 return Err(length());
             }
@@ -392,6 +398,12 @@ impl FromStr for ProjectName {
                 key: OnceLock::from(s.to_ascii_lowercase()),
                 skeleton: OnceLock::new(),
             });
+        }
+        if let Some(reason) = s.chars().find_map(forbidden_reason) {
+            return Err(invalid(kind, s, reason));
+        }
+        if s.starts_with(is_white_space) || s.ends_with(is_white_space) {
+            return Err(edge_space());
         }
         let display: String = if is_nfc(s) {
             s.to_owned()
