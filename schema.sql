@@ -2,7 +2,9 @@
 --
 -- This file is the whole current schema, applied to a new database. An older database
 -- is brought up to date by the steps of `UPGRADES` in src/repo/sqlite.rs (D1):
---   1 -> 2  project name keys recomputed by Unicode caseless matching (N3); signing_keys (H4)
+--   1 -> 2  project names in NFC, their keys recomputed by Unicode caseless matching (N3)
+--           and their UTS #39 skeletons added (N7); audit actor and target keys (L2);
+--           signing_keys (H4)
 --
 -- Embedded in the library with include_str! and applied to a new database in one
 -- transaction. Enumerations are small integers so that SQL can compare and max() them:
@@ -10,7 +12,10 @@
 --   workspace role: 1 member, 2 admin
 --   visibility:     0 private, 1 workspace, 2 public
 -- Times are Unix milliseconds (UTC). Names keep the spelling given at creation in
--- `name` and the case-folded form that uniqueness is decided on in `name_key`.
+-- `name` and the case-folded form that uniqueness is decided on in `name_key`; a
+-- project's `name_key` is NFKC_Casefold (N3) and its `name` is in NFC.
+-- Columns that version 2 added come last, as ALTER TABLE put them in an upgraded
+-- database; their DEFAULT serves only that ALTER TABLE, every writer sets them.
 -- The rules of who may do what live in Rust (src/domain); the triggers below are a
 -- second line of defence for the invariants that SQL can state (SPEC D3).
 
@@ -57,9 +62,15 @@ CREATE TABLE projects (
     visibility    INTEGER NOT NULL CHECK (visibility IN (0, 1, 2)),
     description   TEXT    NOT NULL DEFAULT '',
     created_at    INTEGER NOT NULL,
+    -- The UTS #39 skeleton of name_key (N7): a new name whose skeleton a project of
+    -- the workspace already has is refused as confusable. Not unique: an upgraded
+    -- database may hold look-alikes created before N7.
+    name_skeleton TEXT    NOT NULL DEFAULT '',
     UNIQUE (workspace_id, name_key),
     UNIQUE (workspace_id, key)
 );
+
+CREATE INDEX projects_by_skeleton ON projects (workspace_id, name_skeleton);
 
 -- Lists: a workspace's projects of one visibility in name order, covering, so that a
 -- list or a page is a range scan with no sort and no look-up per row.
@@ -105,7 +116,8 @@ CREATE INDEX tokens_by_service_account ON tokens (service_account_id)
 
 -- The audit log (L1, L2): append-only, self-contained text so that events outlive
 -- the projects they name. `actor` is a principal's name, or `application` for calls
--- the embedding application makes without an actor.
+-- the embedding application makes without an actor. `actor_key` and `target_key` are
+-- their NFKC_Casefold forms, which the filters of L2 compare (N1-N3).
 CREATE TABLE audit_events (
     id         INTEGER PRIMARY KEY,
     at         INTEGER NOT NULL,
@@ -114,7 +126,9 @@ CREATE TABLE audit_events (
     action     TEXT    NOT NULL,
     target     TEXT    NOT NULL,
     outcome    TEXT    NOT NULL CHECK (outcome IN ('ok', 'denied')),
-    details    TEXT    NOT NULL DEFAULT '{}'
+    details    TEXT    NOT NULL DEFAULT '{}',
+    actor_key  TEXT    NOT NULL DEFAULT '',
+    target_key TEXT    NOT NULL DEFAULT ''
 );
 
 CREATE INDEX audit_events_by_workspace ON audit_events (workspace, at);

@@ -51,6 +51,7 @@ mod uses;
 
 pub use audit::{AuditEvent, AuditQuery, Outcome};
 pub use domain::access::{Access, Action, RoleSource};
+pub use domain::description::ProjectDescription;
 pub use domain::names::{
     ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName, ServiceAccountName,
     Username, WorkspaceName,

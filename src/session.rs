@@ -16,6 +16,7 @@ use crate::domain::access::{
     Action, Standing, WorkspaceAction, WorkspaceStanding, effective_access, listing_plan, permits,
     workspace_permits,
 };
+use crate::domain::description::ProjectDescription;
 use crate::domain::invariants;
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, QualifiedProjectName, ServiceAccountFullName,
@@ -539,7 +540,8 @@ impl<'e> Session<'e> {
         let qualified = self.qualify(name, options.workspace.as_deref())?;
         let key: Option<ProjectKey> = options.key.as_deref().map(str::parse).transpose()?;
         let visibility = options.visibility.unwrap_or(Visibility::Private);
-        let description = options.description.unwrap_or_default();
+        let description: ProjectDescription =
+            options.description.as_deref().unwrap_or_default().parse()?;
         self.mutate(|ctx| {
             let (ws, _) = ctx.require_workspace(
                 &qualified.workspace,
@@ -553,6 +555,14 @@ impl<'e> Session<'e> {
             if ctx.repo.project(ws.id, &qualified.project)?.is_some() {
                 return Err(Error::ProjectAlreadyExists {
                     project: qualified.to_string(),
+                });
+            }
+            // N7: one indexed look-up of the new name's skeleton.
+            let skeleton = qualified.project.skeleton();
+            if let Some(existing) = ctx.repo.confusable_project(ws.id, skeleton)? {
+                return Err(Error::ProjectNameConfusable {
+                    project: qualified.to_string(),
+                    existing: format!("{}/{existing}", ws.name),
                 });
             }
             let key = match key {
@@ -986,13 +996,14 @@ impl<'e> Session<'e> {
     /// Changes a project's description.
     pub fn set_project_description(&self, project: &str, description: &str) -> Result<()> {
         let name: QualifiedProjectName = project.parse()?;
+        let description: ProjectDescription = description.parse()?;
         self.mutate(|ctx| {
             let ProjectScope {
                 ws,
                 project: p,
                 target,
             } = ctx.require_project(&name, Action::Manage, SET_DESCRIPTION)?;
-            ctx.repo.set_project_description(p.id, description)?;
+            ctx.repo.set_project_description(p.id, &description)?;
             ctx.audit(&ws.name, SET_DESCRIPTION, &target, json!({}))
         })
     }

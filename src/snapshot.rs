@@ -198,6 +198,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 
 use crate::audit::{APPLICATION, NewAuditEvent, Outcome};
+use crate::domain::description::ProjectDescription;
 use crate::domain::invariants;
 use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName,
@@ -306,8 +307,11 @@ pub(crate) fn import<R: Repository>(
             summary.service_accounts += 1;
         }
 
-        // Projects and their grants.
+        // Projects and their grants. The workspace is new, so its projects can clash
+        // (N3) or look alike (N7) only among themselves: both are decided here, in
+        // memory, in the same pass that parses the names.
         let mut names: HashSet<String> = HashSet::new();
+        let mut skeletons: HashMap<String, usize> = HashMap::new();
         let mut keys = KeyAllocator::new(HashSet::new());
         let mut explicit_keys: Vec<ProjectKey> = Vec::new();
         for p in &ws_snap.projects {
@@ -324,15 +328,29 @@ pub(crate) fn import<R: Repository>(
         }
         let mut explicit = explicit_keys.into_iter();
         // Validate a batch of projects, then write it with a few multi-row statements.
-        for batch in ws_snap.projects.chunks(IMPORT_BATCH) {
-            let mut parsed: Vec<(ProjectName, ProjectKey)> = Vec::with_capacity(batch.len());
-            for p in batch {
+        for (b, batch) in ws_snap.projects.chunks(IMPORT_BATCH).enumerate() {
+            let mut parsed: Vec<(ProjectName, ProjectKey, ProjectDescription)> =
+                Vec::with_capacity(batch.len());
+            for (i, p) in batch.iter().enumerate() {
                 let name: ProjectName = p.name.parse()?;
                 if !names.insert(name.key().to_owned()) {
                     return Err(Error::ProjectAlreadyExists {
                         project: format!("{ws_name}/{name}"),
                     });
                 }
+                // INVARIANT: N7, no two projects of a workspace share a skeleton.
+                if let Some(&other) = skeletons.get(name.skeleton()) {
+                    let other = &ws_snap.projects[other].name;
+                    let other = other
+                        .parse::<ProjectName>()
+                        .map_or(other.clone(), |n| n.to_string());
+                    return Err(Error::ProjectNameConfusable {
+                        project: format!("{ws_name}/{name}"),
+                        existing: format!("{ws_name}/{other}"),
+                    });
+                }
+                skeletons.insert(name.skeleton().to_owned(), b * IMPORT_BATCH + i);
+                let description: ProjectDescription = p.description.parse()?;
                 invariants::visibility_allowed(
                     &ws_name,
                     p.visibility,
@@ -344,17 +362,17 @@ pub(crate) fn import<R: Repository>(
                         .expect("one explicit key per project that gave one"),
                     None => keys.allocate(&ProjectKey::from_name(&name)),
                 };
-                parsed.push((name, key));
+                parsed.push((name, key, description));
             }
             let new: Vec<NewProject<'_>> = batch
                 .iter()
                 .zip(&parsed)
-                .map(|(p, (name, key))| NewProject {
+                .map(|(p, (name, key, description))| NewProject {
                     workspace_id: ws,
                     name,
                     key,
                     visibility: p.visibility,
-                    description: &p.description,
+                    description,
                 })
                 .collect();
             let ids = repo.insert_projects(&new, now)?;

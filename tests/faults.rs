@@ -13,8 +13,9 @@
 //! The read-only file is made with `chmod 0444`, or for root (who writes regardless of
 //! the mode) with `chattr +i`; skipped, with a note, where neither works.
 //!
-//! Longer runs: `TURNSTILE_FAULT_DESCRIPTION_KB` (default 16) sets how much each call
-//! writes while filling the disk; smaller values take more calls to fill it.
+//! Longer runs: `TURNSTILE_FAULT_DESCRIPTION_KB` (default 16, capped at 12 by N8's
+//! 4,096 characters) sets how much each call writes while filling the disk; smaller
+//! values take more calls to fill it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -263,9 +264,14 @@ fn description() -> String {
         .and_then(|v| v.parse().ok())
         .unwrap_or(16)
         .max(1);
-    // Varied text, so that nothing along the way could shrink it.
-    (0..kb * 1024)
-        .map(|i| char::from(b'a' + ((i * 7919 + i / 26) % 26) as u8))
+    // Varied text, so that nothing along the way could shrink it. N8 allows 4,096
+    // characters: CJK ideographs, 3 bytes each in UTF-8, carry 12 KB.
+    let chars = (kb * 1024 / 3).clamp(1, 4096);
+    (0..chars)
+        .map(|i| {
+            let offset = u32::try_from((i * 7919 + i / 26) % 2000).expect("below 2000");
+            char::from_u32(0x4E00 + offset).expect("a CJK ideograph")
+        })
         .collect()
 }
 

@@ -287,7 +287,9 @@ fn workspace() -> impl Strategy<Value = &'static str> {
     ]
 }
 
-/// Project names, with case variants (N3) and one invalid name (too short).
+/// Project names, with case variants (N3), Unicode spellings of one name (`Straße`
+/// and `STRASSE`), a look-alike of `proj` with a Cyrillic `р` (N7) and one invalid
+/// name (too short).
 fn project_name() -> impl Strategy<Value = &'static str> {
     prop_oneof![
         4 => Just("proj"),
@@ -295,8 +297,32 @@ fn project_name() -> impl Strategy<Value = &'static str> {
         1 => Just("PROJ"),
         4 => Just("beta"),
         3 => Just("gamma"),
+        2 => Just("Straße"),
+        1 => Just("STRASSE"),
+        1 => Just(CYRILLIC_PROJ),
         1 => Just("ab"),
     ]
+}
+
+/// `proj` with a Cyrillic `р` (U+0440) for the Latin `p`: another name (N3), but a
+/// look-alike of `proj` (N7).
+const CYRILLIC_PROJ: &str = "\u{440}roj";
+
+/// The model's own N3 identity of the pool's project names: their NFKC_Casefold,
+/// written out by hand from Unicode's tables, not computed by the engine's code.
+fn project_key(name: &str) -> String {
+    match name {
+        "Straße" | "STRASSE" => "strasse".to_owned(),
+        other => other.to_lowercase(),
+    }
+}
+
+/// The model's own N7 classes of look-alikes among the pool's names (by key).
+fn look_alike(key: &str) -> &str {
+    match key {
+        CYRILLIC_PROJ => "proj",
+        other => other,
+    }
 }
 
 fn project() -> impl Strategy<Value = Proj> {
@@ -336,7 +362,8 @@ fn project_and_account() -> impl Strategy<Value = (Proj, Sa)> {
 }
 
 /// An explicit project key, or none (generated). Generated keys start with the
-/// name's first letter (`P`, `B`, `G`), so only explicit keys collide (N4).
+/// name's first ASCII letter (`P`, `B`, `G`, `S`, `R`), so only explicit keys collide
+/// (N4).
 fn key() -> impl Strategy<Value = Option<&'static str>> {
     prop_oneof![4 => Just(None), 1 => Just(Some("KA")), 1 => Just(Some("KB"))]
 }
@@ -534,6 +561,7 @@ enum Kind {
     ProjectNotFound,
     WorkspaceNotFound,
     ProjectAlreadyExists,
+    ProjectNameConfusable,
     ProjectKeyCollision,
     UserNotFound,
     UserAlreadyHasAccess,
@@ -784,7 +812,7 @@ impl Model {
         if !project_name_valid(p.name) {
             return Err(Kind::InvalidName);
         }
-        Ok((lower(p.ws), p.name.to_lowercase()))
+        Ok((lower(p.ws), project_key(p.name)))
     }
 
     /// A6: a project the actor cannot view does not exist for it; one it can view but
@@ -931,9 +959,12 @@ impl Model {
                 if visibility == Visibility::Public && !w.allow_public {
                     return Err(Kind::VisibilityRestricted);
                 }
-                let pk = p.name.to_lowercase();
+                let pk = project_key(p.name);
                 if w.projects.contains_key(&pk) {
                     return Err(Kind::ProjectAlreadyExists);
+                }
+                if w.projects.keys().any(|q| look_alike(q) == look_alike(&pk)) {
+                    return Err(Kind::ProjectNameConfusable);
                 }
                 if key.is_some() && w.projects.values().any(|q| q.key == key) {
                     return Err(Kind::ProjectKeyCollision);

@@ -2380,12 +2380,17 @@ fn d1_newer_schema_is_refused_and_file_untouched() -> Result<()> {
 }
 
 /// Turns a current database back into schema version 1, as the first release wrote
-/// it: no signing keys, and project keys folded by `to_lowercase` (written here as
-/// `stale-` + the id, so that a key left unrecomputed shows).
+/// it: no signing keys, no skeletons, no audit keys, and project keys folded by
+/// `to_lowercase` (written here as `stale-` + the id, so that a key left unrecomputed
+/// shows).
 fn downgrade_to_version_1(path: &Path) {
     let conn = raw(path);
     conn.execute_batch(
         "DROP TABLE signing_keys;
+         DROP INDEX projects_by_skeleton;
+         ALTER TABLE projects DROP COLUMN name_skeleton;
+         ALTER TABLE audit_events DROP COLUMN actor_key;
+         ALTER TABLE audit_events DROP COLUMN target_key;
          UPDATE projects SET name_key = 'stale-' || id;
          PRAGMA user_version = 1;",
     )
@@ -2451,6 +2456,123 @@ fn d1_a_version_1_database_whose_names_now_collide_is_refused_and_untouched() ->
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
     assert_eq!(version, 1, "a refused migration must roll back");
+    Ok(())
+}
+
+#[test]
+fn d1_a_version_1_database_with_unicode_names_that_now_collide_is_refused_and_untouched()
+-> Result<()> {
+    let (_dir, path) = file_db()?;
+    {
+        let engine = Engine::open(&path)?;
+        let alice = engine.session_for(&who("alice"))?;
+        alice.create_project("ml-team/Straße", ProjectOptions::default())?;
+    }
+    downgrade_to_version_1(&path);
+    // Version 1 folded by `to_lowercase`, under which `straße` and `strasse` differ.
+    raw(&path)
+        .execute(
+            "INSERT INTO projects (workspace_id, name, name_key, key, visibility, created_at)
+             SELECT workspace_id, 'STRASSE', 'strasse', 'STR2', 0, 0 FROM projects",
+            [],
+        )
+        .expect("inserted");
+
+    let message = Engine::open(&path).expect_err("refused").to_string();
+    assert!(
+        message.contains("`ml-team/Straße`")
+            && message.contains("`ml-team/STRASSE`")
+            && message.contains("rename"),
+        "{message}"
+    );
+    let version: i64 = raw(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 1, "a refused migration must roll back");
+    let columns = raw_count(
+        &raw(&path),
+        "SELECT count(*) FROM pragma_table_info('projects') WHERE name = 'name_skeleton'",
+    );
+    assert_eq!(columns, 0, "the added column was rolled back");
+    Ok(())
+}
+
+#[test]
+fn d1_a_version_1_database_gets_nfc_names_skeletons_and_audit_keys() -> Result<()> {
+    let (_dir, path) = file_db()?;
+    {
+        let engine = Engine::open(&path)?;
+        let alice = engine.session_for(&who("alice"))?;
+        alice.create_project("ml-team/Straße", ProjectOptions::default())?;
+    }
+    downgrade_to_version_1(&path);
+    // Version 1 stored names as given: a decomposed `é`.
+    raw(&path)
+        .execute(
+            "INSERT INTO projects (workspace_id, name, name_key, key, visibility, created_at)
+             SELECT workspace_id, 'cafe\u{301}', 'cafe\u{301}', 'CAF', 0, 0 FROM projects",
+            [],
+        )
+        .expect("inserted");
+
+    let engine = Engine::open(&path)?;
+    let conn = raw(&path);
+    let name: String = conn
+        .query_row("SELECT name FROM projects WHERE key = 'CAF'", [], |r| {
+            r.get(0)
+        })
+        .expect("the project");
+    assert_eq!(name, "caf\u{e9}", "stored in NFC");
+    assert_eq!(
+        raw_count(
+            &conn,
+            "SELECT count(*) FROM projects WHERE name_skeleton = ''"
+        ),
+        0,
+        "every skeleton computed"
+    );
+    assert!(engine.check(&who("alice"), "ml-team/CAFÉ", Action::View)?);
+    assert!(engine.check(&who("alice"), "ml-team/STRASSE", Action::View)?);
+    // N7 holds against the migrated names.
+    let alice = engine.session_for(&who("alice"))?;
+    assert!(matches!(
+        alice.create_project("ml-team/\u{441}af\u{e9}", ProjectOptions::default()),
+        Err(Error::ProjectNameConfusable { .. })
+    ));
+    // Events written before the upgrade are found by any spelling (L2).
+    let about = alice.audit_log(
+        "ml-team",
+        &AuditQuery {
+            target: Some("ML-TEAM/STRASSE".into()),
+            ..Default::default()
+        },
+    )?;
+    assert_eq!(about.len(), 1);
+    assert_eq!(about[0].action, "project.create");
+    // The append-only trigger was put back.
+    let update = conn.execute("UPDATE audit_events SET actor = 'mallory'", []);
+    assert!(
+        matches!(&update, Err(e) if e.to_string().contains("append-only")),
+        "{update:?}"
+    );
+
+    // The upgraded file has the columns, indexes and triggers of a new one.
+    let (_fresh_dir, fresh) = file_db()?;
+    let shape = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.name || ':' || coalesce(group_concat(c.name || ' ' || c.type || ' ' || c.\"notnull\" || ' ' || coalesce(c.dflt_value, ''), ', '), '')
+                 FROM sqlite_master m LEFT JOIN pragma_table_info(m.name) c
+                 WHERE m.name NOT LIKE 'sqlite_%'
+                 GROUP BY m.name ORDER BY m.name",
+            )
+            .expect("the schema query");
+        stmt.query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("the schema")
+    };
+    assert_eq!(shape(&conn), shape(&raw(&fresh)));
     Ok(())
 }
 

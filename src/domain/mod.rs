@@ -2,6 +2,7 @@
 //! the effective-role rules. No SQL and no I/O: "who may do what?" is answered here.
 
 pub mod access;
+pub mod description;
 pub mod invariants;
 pub mod names;
 pub mod principal;

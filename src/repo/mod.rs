@@ -7,6 +7,7 @@ pub(crate) mod sqlite;
 use std::collections::HashSet;
 
 use crate::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+use crate::domain::description::ProjectDescription;
 use crate::domain::names::{
     ProjectKey, ProjectName, ServiceAccountFullName, ServiceAccountName, Username, WorkspaceName,
 };
@@ -119,8 +120,8 @@ pub struct NewProject<'a> {
     pub key: &'a ProjectKey,
     /// The visibility.
     pub visibility: Visibility,
-    /// The description.
-    pub description: &'a str,
+    /// The description (N8).
+    pub description: &'a ProjectDescription,
 }
 
 /// The owner of a token.
@@ -329,6 +330,8 @@ pub trait Repository {
 
     /// The project with this name in the workspace, case-insensitively.
     fn project(&self, ws: WorkspaceId, name: &ProjectName) -> Result<Option<ProjectRecord>>;
+    /// A project of the workspace whose name has this UTS #39 skeleton (N7), if any.
+    fn confusable_project(&self, ws: WorkspaceId, skeleton: &str) -> Result<Option<ProjectName>>;
     /// The keys of the workspace's projects that start with `prefix`.
     fn project_keys(&self, ws: WorkspaceId, prefix: &str) -> Result<HashSet<String>>;
     /// Whether a project of the workspace has this key.
@@ -350,7 +353,11 @@ pub trait Repository {
     /// Changes a project's visibility.
     fn set_project_visibility(&self, project: ProjectId, visibility: Visibility) -> Result<()>;
     /// Changes a project's description.
-    fn set_project_description(&self, project: ProjectId, description: &str) -> Result<()>;
+    fn set_project_description(
+        &self,
+        project: ProjectId,
+        description: &ProjectDescription,
+    ) -> Result<()>;
     /// Every user, by name.
     fn users(&self) -> Result<Vec<Username>>;
     /// Every workspace, by name.

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehav
 use super::*;
 use crate::audit::Outcome;
 use crate::domain::access::Standing;
+use crate::domain::names::fold;
 use crate::error::Error;
 
 /// The schema, applied whole to a new database (D1).
@@ -35,12 +36,20 @@ enum Upgrade {
 /// `UPGRADES[n - 1]` brings version `n` to version `n + 1`, in order; a new database
 /// (version 0) gets [`SCHEMA`] whole instead.
 const UPGRADES: [&[Upgrade]; SCHEMA_VERSION as usize - 1] = [
-    // 1 -> 2: project name keys by Unicode caseless matching (N3); the server's
-    // signing keys (H4).
+    // 1 -> 2: project names in NFC, keyed by Unicode caseless matching (N3), with
+    // their skeletons (N7); audit actor and target keys (L2); the server's signing
+    // keys (H4).
     &[
-        Upgrade::Rust(rekey_project_names),
         Upgrade::Sql(
-            "CREATE TABLE signing_keys (
+            "ALTER TABLE projects ADD COLUMN name_skeleton TEXT NOT NULL DEFAULT '';
+             ALTER TABLE audit_events ADD COLUMN actor_key TEXT NOT NULL DEFAULT '';
+             ALTER TABLE audit_events ADD COLUMN target_key TEXT NOT NULL DEFAULT '';",
+        ),
+        Upgrade::Rust(rekey_project_names),
+        Upgrade::Rust(key_audit_events),
+        Upgrade::Sql(
+            "CREATE INDEX projects_by_skeleton ON projects (workspace_id, name_skeleton);
+             CREATE TABLE signing_keys (
                 id          INTEGER PRIMARY KEY,
                 secret      BLOB    NOT NULL CHECK (length(secret) = 32),
                 created_at  INTEGER NOT NULL
@@ -49,9 +58,10 @@ const UPGRADES: [&[Upgrade]; SCHEMA_VERSION as usize - 1] = [
     ],
 ];
 
-/// Recomputes every project's `name_key` with the current fold of N3. Refuses, with
-/// both names, a database in which two names of one workspace now fold alike: the
-/// owner must rename one with the old turnstile first.
+/// Rewrites every project's name in NFC and recomputes its `name_key` (N3) and
+/// `name_skeleton` (N7). Refuses, with both names, a database in which two names of
+/// one workspace now fold alike: the owner must rename one with the old turnstile
+/// first. Look-alikes already there are kept: N7 checks only new names.
 fn rekey_project_names(conn: &Connection) -> Result<()> {
     let mut seen: HashMap<(i64, String), String> = HashMap::new();
     let mut rows = Vec::new();
@@ -59,29 +69,53 @@ fn rekey_project_names(conn: &Connection) -> Result<()> {
         let mut stmt = conn.prepare("SELECT p.id, p.workspace_id, w.name, p.name FROM projects p JOIN workspaces w ON w.id = p.workspace_id")?;
         let mut q = stmt.query([])?;
         while let Some(r) = q.next()? {
-            let (id, ws, ws_name, name): (i64, i64, String, String) =
+            let (id, ws, ws_name, stored): (i64, i64, String, String) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            let key = crate::domain::names::ProjectName::from_stored(name.clone())
-                .key()
-                .to_owned();
-            if let Some(other) = seen.insert((ws, key.clone()), name.clone()) {
+            let name = ProjectName::from_legacy(&stored);
+            if let Some(other) = seen.insert((ws, name.key().to_owned()), stored.clone()) {
                 return Err(std::io::Error::other(format!(
-                    "cannot upgrade the database: projects `{ws_name}/{other}` and `{ws_name}/{name}` \
+                    "cannot upgrade the database: projects `{ws_name}/{other}` and `{ws_name}/{stored}` \
                      now have the same name (SPEC N3 compares names by Unicode case folding); \
                      rename one of them with the previous turnstile version, then open the database again"
                 ))
                 .into());
             }
-            rows.push((id, key));
+            rows.push((id, name));
         }
     }
     // Two passes, so that a key moving to a value another row still holds never
     // breaks the UNIQUE constraint midway.
     conn.execute("UPDATE projects SET name_key = '\u{1}' || id", [])?;
-    let mut update = conn.prepare("UPDATE projects SET name_key = ?2 WHERE id = ?1")?;
-    for (id, key) in rows {
-        update.execute(params![id, key])?;
+    let mut update = conn.prepare(
+        "UPDATE projects SET name = ?2, name_key = ?3, name_skeleton = ?4 WHERE id = ?1",
+    )?;
+    for (id, name) in rows {
+        update.execute(params![id, name.as_str(), name.key(), name.skeleton()])?;
     }
+    Ok(())
+}
+
+/// Fills the audit filters' keys (L2) of the events written before version 2. The
+/// append-only trigger is lifted for this one update and put back as it was, in the
+/// same transaction.
+fn key_audit_events(conn: &Connection) -> Result<()> {
+    let trigger: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_events_no_update'",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute_batch("DROP TRIGGER audit_events_no_update")?;
+    {
+        let mut stmt = conn.prepare("SELECT id, actor, target FROM audit_events")?;
+        let mut update =
+            conn.prepare("UPDATE audit_events SET actor_key = ?2, target_key = ?3 WHERE id = ?1")?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let (id, actor, target): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            update.execute(params![id, fold(&actor), fold(&target)])?;
+        }
+    }
+    conn.execute_batch(&trigger)?;
     Ok(())
 }
 /// How long a call waits for another writer before giving up (D2), unless the
@@ -1177,6 +1211,18 @@ impl Repository for SqliteRepo<'_> {
             .optional()?)
     }
 
+    fn confusable_project(&self, ws: WorkspaceId, skeleton: &str) -> Result<Option<ProjectName>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT name FROM projects WHERE workspace_id = ?1 AND name_skeleton = ?2 LIMIT 1",
+            )?
+            .query_row(params![ws.0, skeleton], |r| {
+                Ok(ProjectName::from_stored(r.get(0)?))
+            })
+            .optional()?)
+    }
+
     fn projects(&self, ws: WorkspaceId) -> Result<Vec<ProjectRecord>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, workspace_id, name, key, visibility, description FROM projects
@@ -1261,8 +1307,8 @@ impl Repository for SqliteRepo<'_> {
     fn insert_project(&self, p: &NewProject<'_>, now: i64) -> Result<ProjectId> {
         self.conn
             .prepare_cached(
-                "INSERT INTO projects (workspace_id, name, name_key, key, visibility, description, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO projects (workspace_id, name, name_key, key, visibility, description, created_at, name_skeleton)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 p.workspace_id.0,
@@ -1270,8 +1316,9 @@ impl Repository for SqliteRepo<'_> {
                 p.name.key(),
                 p.key.as_str(),
                 p.visibility,
-                p.description,
-                now
+                p.description.as_str(),
+                now,
+                p.name.skeleton()
             ])?;
         Ok(ProjectId(self.conn.last_insert_rowid()))
     }
@@ -1280,25 +1327,34 @@ impl Repository for SqliteRepo<'_> {
         let mut ids = Vec::with_capacity(projects.len());
         for chunk in projects.chunks(BULK_ROWS) {
             let sql = bulk_insert_sql(
-                "projects (workspace_id, name, name_key, key, visibility, description, created_at)",
-                7,
+                "projects (workspace_id, name, name_key, key, visibility, description, created_at, name_skeleton)",
+                8,
                 chunk.len(),
                 " RETURNING id",
             );
-            let texts: Vec<[&str; 3]> = chunk
+            let texts: Vec<[&str; 5]> = chunk
                 .iter()
-                .map(|p| [p.name.as_str(), p.name.key(), p.key.as_str()])
+                .map(|p| {
+                    [
+                        p.name.as_str(),
+                        p.name.key(),
+                        p.key.as_str(),
+                        p.description.as_str(),
+                        p.name.skeleton(),
+                    ]
+                })
                 .collect();
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
-            for (p, [name, name_key, key]) in chunk.iter().zip(&texts) {
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 8);
+            for (p, [name, name_key, key, description, skeleton]) in chunk.iter().zip(&texts) {
                 values.extend([
                     &p.workspace_id.0 as &dyn ToSql,
                     name,
                     name_key,
                     key,
                     &p.visibility,
-                    &p.description,
+                    description,
                     &now,
+                    skeleton,
                 ]);
             }
             let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -1361,10 +1417,14 @@ impl Repository for SqliteRepo<'_> {
         Ok(())
     }
 
-    fn set_project_description(&self, project: ProjectId, description: &str) -> Result<()> {
+    fn set_project_description(
+        &self,
+        project: ProjectId,
+        description: &ProjectDescription,
+    ) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE projects SET description = ?2 WHERE id = ?1")?
-            .execute(params![project.0, description])?;
+            .execute(params![project.0, description.as_str()])?;
         Ok(())
     }
 
@@ -1834,8 +1894,8 @@ impl Repository for SqliteRepo<'_> {
     fn append_audit(&self, e: &NewAuditEvent<'_>) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO audit_events (at, workspace, actor, action, target, outcome, details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO audit_events (at, workspace, actor, action, target, outcome, details, actor_key, target_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 e.at,
@@ -1844,7 +1904,9 @@ impl Repository for SqliteRepo<'_> {
                 e.action,
                 e.target,
                 e.outcome.as_str(),
-                e.details.to_string()
+                e.details.to_string(),
+                fold(e.actor),
+                fold(e.target)
             ])?;
         Ok(())
     }
@@ -1853,8 +1915,8 @@ impl Repository for SqliteRepo<'_> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, at, workspace, actor, action, target, outcome, details FROM audit_events
              WHERE (?1 IS NULL OR workspace = ?1)
-               AND (?2 IS NULL OR actor = ?2 COLLATE NOCASE)
-               AND (?3 IS NULL OR target = ?3 COLLATE NOCASE)
+               AND (?2 IS NULL OR actor_key = ?2)
+               AND (?3 IS NULL OR target_key = ?3)
                AND (?4 IS NULL OR at >= ?4)
                AND (?5 IS NULL OR at < ?5)
              ORDER BY id DESC LIMIT ?6",
@@ -1863,8 +1925,8 @@ impl Repository for SqliteRepo<'_> {
         let rows = stmt.query_map(
             params![
                 q.workspace.as_deref().map(str::to_ascii_lowercase),
-                q.actor,
-                q.target,
+                q.actor.as_deref().map(fold),
+                q.target.as_deref().map(fold),
                 q.since.map(|t| t.timestamp_millis()),
                 q.until.map(|t| t.timestamp_millis()),
                 limit
