@@ -868,3 +868,86 @@ fn h1_plain_http_is_refused_off_loopback_without_insecure_http() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-http"));
 }
+
+/// A6 over HTTP: a decision about a project that does not exist answers exactly as one
+/// the caller cannot view, for the caller itself and in a batch, whoever asks.
+#[test]
+fn a6_decisions_do_not_tell_absent_from_hidden_projects() {
+    let w = world();
+    let s = Server::start(&w.db, &["--quiet"]);
+    for token in [&w.carol, &w.ci, &w.bob] {
+        let ask = |project: &str| {
+            call(
+                "POST",
+                &s.api("/decisions"),
+                Some(token),
+                Some(json!({"project": project, "action": "view"})),
+            )
+        };
+        let (hidden_status, mut hidden) = ask("ml-team/cls");
+        let (absent_status, mut absent) = ask("ml-team/no-such-project");
+        let (other_status, mut other) = ask("no-such-team/cls");
+        // The bodies may echo the name asked about; nothing else may differ.
+        for body in [&mut hidden, &mut absent, &mut other] {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("project");
+            }
+        }
+        assert_eq!(hidden_status, 200, "{hidden}");
+        assert_eq!((absent_status, &absent), (hidden_status, &hidden));
+        assert_eq!((other_status, &other), (hidden_status, &hidden));
+
+        let (status, batch) = call(
+            "POST",
+            &s.api("/decisions/batch"),
+            Some(token),
+            Some(json!({"checks": [
+                {"project": "ml-team/cls", "action": "view"},
+                {"project": "ml-team/no-such-project", "action": "view"},
+            ]})),
+        );
+        assert_eq!(status, 200, "{batch}");
+        let results = batch["results"].as_array().expect("results");
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("project");
+            }
+            v
+        };
+        assert_eq!(strip(&results[0]), strip(&results[1]), "{batch}");
+    }
+}
+
+/// D2 over HTTP: a write that waits past the busy timeout for another process's writer
+/// answers 503 with kind `busy` and a Retry-After, writes nothing, and the same call
+/// succeeds once the lock is free.
+#[test]
+fn d2_a_held_writer_lock_answers_503_busy_and_nothing_is_written() {
+    let w = world();
+    let s = Server::start(&w.db, &["--quiet", "--busy-timeout-ms", "300"]);
+    let other = rusqlite::Connection::open(&w.db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let create = || {
+        agent()
+            .post(&s.api("/projects"))
+            .header("Authorization", &format!("Bearer {}", w.alice))
+            .send_json(json!({"name": "ml-team/while-busy"}))
+            .expect("HTTP exchange")
+    };
+    let mut res = create();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["kind"], "busy", "{body}");
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(create().status().as_u16(), 200);
+    let (_, list) = call("GET", &s.api("/projects"), Some(&w.alice), None);
+    let text = list.to_string();
+    assert_eq!(text.matches("while-busy").count(), 1, "{text}");
+}

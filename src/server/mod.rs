@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// do not write the access log to stderr
     #[arg(long)]
     pub quiet: bool,
+    /// how long a write waits for another writer before answering 503 busy, milliseconds (D2)
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub busy_timeout_ms: u64,
 }
 
 /// What every request shares.
@@ -252,6 +255,7 @@ pub fn serve(db: &Path, args: ServeArgs) -> Result<(), String> {
         db,
         Options {
             decision_cache: true,
+            busy_timeout: std::time::Duration::from_millis(args.busy_timeout_ms),
             ..Options::default()
         },
     )
