@@ -624,9 +624,15 @@ impl crate::session::Decide for Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // T7: the uses noted since the last batch are written now, not lost.
-        self.uses
-            .flush(|batch| self.store.write(|repo| crate::uses::record(repo, batch)));
+        // T7: the uses noted since the last batch are written now, not lost, unless
+        // another writer holds the database for more than a second: dropping an
+        // engine must not wait out a bulk import for bookkeeping.
+        self.uses.flush(|batch| {
+            self.store
+                .write_within(std::time::Duration::from_secs(1), |repo| {
+                    crate::uses::record(repo, batch)
+                })
+        });
     }
 }
 

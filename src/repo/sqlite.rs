@@ -416,6 +416,23 @@ impl Store {
         write_on(&self.writer, f)
     }
 
+    /// [`write`](Self::write), waiting at most `wait` for another process's writer:
+    /// for bookkeeping that must not hold up its caller (the last token uses written
+    /// when an engine is dropped).
+    pub(crate) fn write_within<T>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.options.read_only {
+            return self.write(f);
+        }
+        lock(&self.writer).busy_timeout(wait)?;
+        let out = write_on(&self.writer, f);
+        lock(&self.writer).busy_timeout(self.options.busy_timeout)?;
+        out
+    }
+
     /// A handle to the writer for a background thread, which must not keep the
     /// database open once the engine is dropped.
     pub(crate) fn weak_writer(&self) -> WeakWriter {
