@@ -39,11 +39,17 @@ trap cleanup EXIT
 DB=$TMP/acl.db
 ts() { env -u TURNSTILE_TOKEN "$BIN" --db "$DB" "$@"; }
 
-# The world the run starts from: a workspace with its admin, a member and a project.
-ADMIN=$(ts init --workspace ml-team --admin alice)
-ts user create bob >/dev/null
-TURNSTILE_TOKEN=$ADMIN "$BIN" --db "$DB" workspace invite ml-team bob >/dev/null
-TURNSTILE_TOKEN=$ADMIN "$BIN" --db "$DB" project create ml-team/cls >/dev/null
+# The world the run starts from: a workspace with its admin, a member, a service
+# account and a project, named as the document's examples are (`ml-team`, `bob`,
+# `cicd@ml-team`, `ml-team/cls`), so that the examples phase reaches real resources.
+setup() { "$@" 2>>"$TMP/setup.log" || { cat "$TMP/setup.log" >&2; exit 1; }; }
+ADMIN=$(setup ts init --workspace ml-team --admin alice)
+setup ts user create bob >/dev/null
+as_admin() { setup env TURNSTILE_TOKEN="$ADMIN" "$BIN" --db "$DB" "$@" >/dev/null; }
+as_admin workspace invite ml-team bob
+as_admin service-account create ml-team cicd
+as_admin project create ml-team/cls
+as_admin project add-member ml-team/cls bob viewer
 
 "$BIN" --db "$DB" serve --listen 127.0.0.1:0 --quiet >"$TMP/stdout" 2>"$TMP/server.log" &
 SERVER_PID=$!
@@ -57,6 +63,20 @@ done
 [ -n "$URL" ] || { echo "the server did not print its address" >&2; exit 1; }
 echo "turnstile serving on $URL"
 
+# How the run is configured, and why:
+# - every check (`--checks all`), in every phase (examples, coverage, fuzzing, stateful);
+# - as the workspace's admin, so that management calls get past 403;
+# - `DELETE /tokens/{id}` (operation `revoke_token`) is left out: the run would revoke
+#   the very token it authenticates with (it lists it with `GET /tokens`) and every later
+#   request would only see 401. tests/http.rs covers it
+#   (h3_every_route_answers_for_an_admin, t6_access_tokens_...);
+# - strings are generated in ASCII (`--generation-codec ascii`): a project name's rules
+#   beyond ASCII (N3: no character outside the Basic Multilingual Plane, none that is
+#   a format, private-use, unassigned or default-ignorable character, length counted
+#   after NFC) cannot be written as a JSON Schema pattern, so for non-ASCII input the
+#   documented pattern is a superset and the server's 422 would be reported as a
+#   rejected valid request. On ASCII every documented pattern is exact. The Unicode
+#   rules are tested in tests/names.rs and tests/properties.rs.
 mkdir -p "$REPORT_DIR"
 status=0
 "$ST" run "$URL/api/turnstile/v1/openapi.json" \
