@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod neptune;
 mod observe;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
