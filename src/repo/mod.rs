@@ -2,6 +2,7 @@
 //! calls need from a store, inside one transaction; `sqlite.rs` is the first
 //! implementation.
 
+mod mapped;
 pub(crate) mod sqlite;
 
 use std::collections::HashSet;
