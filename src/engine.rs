@@ -16,8 +16,9 @@ use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{ChangeProbe, ChangeStamp, SqliteRepo, Store};
-use crate::repo::{Repository, TokenId, TokenOwner};
+use crate::repo::sqlite::{ChangeProbe, ChangeStamp};
+use crate::repo::store::Store;
+use crate::repo::{TokenId, TokenOwner};
 use crate::session::Session;
 use crate::token::{self, IssuedToken};
 use crate::uses::TokenUses;
@@ -155,7 +156,7 @@ impl Engine {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
         let store = Store::open(
             path.as_ref(),
-            crate::repo::sqlite::OpenOptions {
+            crate::repo::store::OpenOptions {
                 busy_timeout: options.busy_timeout,
                 read_only: options.read_only,
             },
@@ -338,12 +339,8 @@ impl Engine {
         {
             let digest = token::parse(token)?;
             let now = now_ms();
-            let found = self.store.with_connection(|conn| {
-                SqliteRepo { conn }.token_project_facts(
-                    &digest,
-                    &name.workspace,
-                    name.project.key(),
-                )
+            let found = self.store.read_latest(|repo| {
+                repo.token_project_facts(&digest, &name.workspace, name.project.key())
             })?;
             if let Some(f) = found {
                 // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
@@ -393,7 +390,7 @@ impl Engine {
         }
         let found = self
             .store
-            .with_connection(|conn| SqliteRepo { conn }.token_by_digest(&digest))?;
+            .read_latest(|repo| repo.token_by_digest(&digest))?;
         // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
         let Some(found) = found.filter(|t| t.state().is_live(now)) else {
             return Err(Error::InvalidToken);
@@ -536,8 +533,8 @@ impl Engine {
         project: &str,
     ) -> Result<Option<(Standing, Visibility)>> {
         let name: QualifiedProjectName = project.parse()?;
-        let facts = self.store.with_connection(|conn| {
-            SqliteRepo { conn }.project_facts(principal, &name.workspace, name.project.key())
+        let facts = self.store.read_latest(|repo| {
+            repo.project_facts(principal, &name.workspace, name.project.key())
         })?;
         let unknown = |principal: &Principal| match principal {
             Principal::ServiceAccount(sa) => Error::ServiceAccountNotFound {
