@@ -113,7 +113,13 @@ pub fn require_postgres(test: &str) -> Option<String> {
         std::env::var("CI").map_or(true, |v| v != "true"),
         "{test}: CI=true and {ENV_POSTGRES_URL} is not set: PostgreSQL is required"
     );
-    eprintln!("SKIPPED {test}: {ENV_POSTGRES_URL} is not set (no PostgreSQL server)");
+    // Straight to the process's stderr, past the test harness's capture, so that the
+    // skip shows in every run's output.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {ENV_POSTGRES_URL} is not set (no PostgreSQL server)"
+    );
     None
 }
 
