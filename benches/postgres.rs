@@ -25,9 +25,10 @@ fn database(server: &str) -> String {
     let name = format!("turnstile_bench_{}", std::process::id());
     let mut admin = postgres::Client::connect(server, postgres::NoTls).expect("connect");
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .expect("drop an old bench database");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .expect("create the bench database");
     let (base, _) = server.rsplit_once('/').expect("a URL with a database");
     let url = format!("{base}/{name}");

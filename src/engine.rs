@@ -107,7 +107,7 @@ pub struct Options {
     /// Keep the facts behind recent decisions and token look-ups in memory. Never
     /// stale: before answering from memory, each call checks (two `pread`s, no lock)
     /// that no connection of any process has committed since the entry was read
-    /// (SPEC T4). Applies to file databases; an in-memory database ignores it.
+    /// (SPEC T4). Applies to SQLite files; an in-memory database and PostgreSQL (B3) ignore it.
     pub decision_cache: bool,
     /// How long a write waits for another process's writer before it fails with
     /// [`Error::Busy`] (D2). 60 seconds by default.
@@ -139,7 +139,10 @@ impl fmt::Debug for Engine {
 
 impl Engine {
     /// Opens (creating if needed) the database at `path`, migrating an older schema
-    /// and refusing a newer one (D1).
+    /// and refusing a newer one (D1, B4). `path` is a SQLite file, a `sqlite:PATH`
+    /// URL, or a `postgres://` / `postgresql://` URL naming an existing PostgreSQL
+    /// database (B1), whose tables are created on first open. On PostgreSQL the
+    /// decision cache is never used: every decision reads the database (B3).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, Options::default())
     }
