@@ -8,26 +8,94 @@
 //! commit: an answer from the cache is the answer SQL would give at that instant.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::repo::sqlite::ChangeStamp;
 
-const SHARDS: usize = 16;
-/// Entries per shard before the shard is emptied: bounds memory at about 16 × 16,384
+/// Enough shards that threads sharing an engine seldom meet on one lock.
+const SHARDS: usize = 64;
+/// Entries per shard before the shard is emptied: bounds memory at about 64 × 4,096
 /// entries of a few dozen bytes each.
-const MAX_PER_SHARD: usize = 16_384;
+const MAX_PER_SHARD: usize = 4_096;
 
 /// A sharded map from a 64-bit hash to entries that carry their own full key, so a
 /// hash collision is a miss, never a wrong answer.
 pub(crate) struct Cache<V> {
     shards: Vec<Mutex<Shard<V>>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Randomly seeded per cache, so no one can choose keys that collide.
+    hasher: foldhash::fast::RandomState,
 }
 
 struct Shard<V> {
     stamp: Option<ChangeStamp>,
-    entries: HashMap<u64, V>,
+    entries: HashMap<u64, V, BuildHasherDefault<Identity>>,
+}
+
+/// The map's keys are already seeded hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A cache entry's full key, inline when short (the common case, one allocation
+/// fewer and one cache miss fewer per look-up), on the heap otherwise.
+pub(crate) enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+const INLINE_KEY: usize = 46;
+
+impl Key {
+    /// The concatenation of `parts`.
+    pub(crate) fn new(parts: &[&str]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            let mut at = 0;
+            for p in parts {
+                bytes[at..at + p.len()].copy_from_slice(p.as_bytes());
+                at += p.len();
+            }
+            Key::Inline {
+                len: len as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(parts.concat().into_bytes().into_boxed_slice())
+        }
+    }
+
+    /// Whether this key is exactly the concatenation of `parts`, without building it.
+    pub(crate) fn matches(&self, parts: &[&str]) -> bool {
+        let mut rest = match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Heap(bytes) => bytes,
+        };
+        for part in parts {
+            match rest.strip_prefix(part.as_bytes()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
 }
 
 impl<V> Cache<V> {
@@ -37,7 +105,7 @@ impl<V> Cache<V> {
                 .map(|_| {
                     Mutex::new(Shard {
                         stamp: None,
-                        entries: HashMap::new(),
+                        entries: HashMap::default(),
                     })
                 })
                 .collect(),
@@ -51,6 +119,7 @@ impl<V> Cache<V> {
     }
 
     fn shard(&self, hash: u64, stamp: &ChangeStamp) -> MutexGuard<'_, Shard<V>> {
+        // The low bits pick the shard; the map inside uses the hash whole.
         let mut shard = self.shards[(hash as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -5,25 +5,12 @@
 
 use std::collections::HashMap;
 
-use crate::domain::access::{Access, Action};
+use crate::domain::access::{Access, Action, may_ask};
 use crate::domain::names::{QualifiedProjectName, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::WorkspaceRole;
 use crate::error::{Error, Result};
 use crate::session::Session;
-
-/// H5 as a pure rule: may `actor` ask about `subject`'s access to a project of a
-/// workspace in which `actor_is_admin` and of which `subject_in_workspace`?
-pub fn may_ask(
-    actor: &Principal,
-    subject: &Principal,
-    actor_is_admin: bool,
-    subject_in_workspace: bool,
-) -> bool {
-    // INVARIANT: A3, only a user can be a workspace admin; `actor_is_admin` is false
-    // for a service account whatever the caller passes.
-    actor == subject || (!actor.is_service_account() && actor_is_admin && subject_in_workspace)
-}
 
 /// A workspace the actor belongs to, as listed by [`Session::workspaces`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

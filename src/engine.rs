@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
-use crate::cache::Cache;
+use crate::cache::{Cache, Key};
 use crate::clock::{now_ms, to_time};
 use crate::domain::access::{Access, Action, Standing, decide, effective_access};
 use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
@@ -59,7 +59,7 @@ struct Caches {
 /// so that a hash collision is a miss and never another pair's answer.
 struct FactsEntry {
     /// The pair's [`facts_key_parts`], concatenated.
-    key: Box<str>,
+    key: Key,
     standing: Standing,
     visibility: Visibility,
 }
@@ -71,18 +71,6 @@ fn facts_key_parts<'a>(principal: &'a Principal, project: &'a str) -> [&'a str; 
         Principal::User(u) => [u.key(), "", "", "\0", project],
         Principal::ServiceAccount(sa) => [sa.name.key(), "@", sa.workspace.as_str(), "\0", project],
     }
-}
-
-/// Whether `stored` is exactly the concatenation of `parts`, without building it.
-fn key_matches(stored: &str, parts: &[&str]) -> bool {
-    let mut rest = stored;
-    for part in parts {
-        match rest.strip_prefix(part) {
-            Some(r) => rest = r,
-            None => return false,
-        }
-    }
-    rest.is_empty()
 }
 
 struct TokenEntry {
@@ -105,7 +93,8 @@ struct Bearer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Keep the facts behind recent decisions and token look-ups in memory. Never
-    /// stale: before answering from memory, each call checks (two `pread`s, no lock)
+    /// stale: before answering from memory, each call checks (a few loads from a memory
+    /// map of SQLite's shared WAL-index header, no lock, no system call)
     /// that no connection of any process has committed since the entry was read
     /// (SPEC T4). Applies to SQLite files; an in-memory database and PostgreSQL (B3) ignore it.
     pub decision_cache: bool,
@@ -513,7 +502,7 @@ impl Engine {
         let parts = facts_key_parts(principal, project);
         let hash = cache.facts.hash(parts);
         let hit = cache.facts.get(&stamp, hash, |e| {
-            key_matches(&e.key, &parts).then_some((e.standing, e.visibility))
+            e.key.matches(&parts).then_some((e.standing, e.visibility))
         });
         if let Some(hit) = hit {
             return Ok(Some(hit));
@@ -521,7 +510,7 @@ impl Engine {
         let found = self.facts_from_storage(Some(principal), project)?;
         if let Some((standing, visibility)) = found {
             let entry = FactsEntry {
-                key: parts.concat().into_boxed_str(),
+                key: Key::new(&parts),
                 standing,
                 visibility,
             };
@@ -624,9 +613,15 @@ impl crate::session::Decide for Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // T7: the uses noted since the last batch are written now, not lost.
-        self.uses
-            .flush(|batch| self.store.write(|repo| crate::uses::record(repo, batch)));
+        // T7: the uses noted since the last batch are written now, not lost, unless
+        // another writer holds the database for more than a second: dropping an
+        // engine must not wait out a bulk import for bookkeeping.
+        self.uses.flush(|batch| {
+            self.store
+                .write_within(std::time::Duration::from_secs(1), |repo| {
+                    crate::uses::record(repo, batch)
+                })
+        });
     }
 }
 

@@ -416,3 +416,136 @@ fn d2_import_does_not_wait_for_concurrent_readers() -> Result<()> {
     assert!(elapsed < std::time::Duration::from_secs(30), "{elapsed:?}");
     Ok(())
 }
+
+/// The writer half of the stress test: in its own process, creates the projects
+/// `ml-team/{tag}-{n}` for n = 1, 2, ... with `workspace` visibility, then makes each
+/// private, publishing after every commit how many commits it has made (a u64 at the
+/// start of the file `{db}.{tag}`): an odd count 2n - 1 says project n is visible to
+/// bob, an even count 2n that it is private, for good.
+#[test]
+fn t4_stress_writer_child() -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let (Ok(db), Ok(tag), Ok(steps)) = (
+        std::env::var("TURNSTILE_STRESS_DB"),
+        std::env::var("TURNSTILE_STRESS_TAG"),
+        std::env::var("TURNSTILE_STRESS_STEPS"),
+    ) else {
+        return Ok(());
+    };
+    let steps: u64 = steps.parse().expect("a number of steps");
+    let engine = Engine::open(&db)?;
+    let admin = engine.session_for(&"admin".parse()?)?;
+    let published = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("{db}.{tag}"))?;
+    for n in 1..=steps {
+        let name = format!("ml-team/{tag}-{n}");
+        let options = ProjectOptions {
+            visibility: Some(Visibility::Workspace),
+            ..Default::default()
+        };
+        admin.create_project(&name, options)?;
+        published.write_all_at(&(2 * n - 1).to_le_bytes(), 0)?;
+        admin.set_project_visibility(&name, Visibility::Private)?;
+        published.write_all_at(&(2 * n).to_le_bytes(), 0)?;
+    }
+    Ok(())
+}
+
+/// T4 under load: writers in two other processes commit as fast as they can while two
+/// threads of this process check, through a cached engine and an uncached one (which
+/// keeps its read snapshot between checks). A check made after a commit was published
+/// must see it: no answer ever comes from a cache entry or a snapshot older than a
+/// commit known to have happened.
+#[test]
+fn t4_stress_no_reader_answers_stale_while_other_processes_commit() -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const TAGS: [&str; 2] = ["wa", "wb"];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("stress.db");
+    let engines = [cached(&path)?, Engine::open(&path)?];
+    world(&engines[0])?;
+    let files: Vec<std::fs::File> = TAGS
+        .iter()
+        .map(|tag| {
+            let file = path.with_extension(format!("db.{tag}"));
+            std::fs::write(&file, 0u64.to_le_bytes())?;
+            std::fs::File::open(&file)
+        })
+        .collect::<std::io::Result<_>>()?;
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut children: Vec<std::process::Child> = TAGS
+        .iter()
+        .map(|tag| {
+            Command::new(&exe)
+                .args(["--exact", "t4_stress_writer_child", "--test-threads=1"])
+                .env("TURNSTILE_STRESS_DB", &path)
+                .env("TURNSTILE_STRESS_TAG", tag)
+                .env("TURNSTILE_STRESS_STEPS", "150")
+                .spawn()
+                .expect("spawn a writer process")
+        })
+        .collect();
+    let read = |file: &std::fs::File| {
+        let mut bytes = [0u8; 8];
+        file.read_exact_at(&mut bytes, 0)
+            .expect("read the published count");
+        u64::from_le_bytes(bytes)
+    };
+    let bob: Principal = "bob".parse()?;
+    let done = AtomicBool::new(false);
+    // Checks that found a project hidden after this engine had seen it visible: the
+    // cases a stale cache entry or snapshot would answer wrongly.
+    let hidden_after_seen = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (engines, files, bob, done) = (&engines, &files, &bob, &done);
+            let hidden_after_seen = &hidden_after_seen;
+            s.spawn(move || {
+                let mut seen_visible: Vec<std::collections::HashSet<String>> =
+                    vec![Default::default(); 2];
+                while !done.load(Ordering::Relaxed) {
+                    for (tag, file) in TAGS.iter().zip(files) {
+                        let before = read(file);
+                        if before == 0 {
+                            continue;
+                        }
+                        let name = format!("ml-team/{tag}-{}", before.div_ceil(2));
+                        // The two threads take the engines in opposite orders.
+                        for e in [t, 1 - t] {
+                            let got = engines[e].check(bob, &name, Action::View).expect("check");
+                            if before % 2 == 0 {
+                                assert!(
+                                    !got,
+                                    "{name} was made private before the check (engine {e})"
+                                );
+                                if seen_visible[e].contains(&name) {
+                                    hidden_after_seen.fetch_add(1, Ordering::Relaxed);
+                                }
+                            } else if got {
+                                // Not asserted either way: the commit that hides it
+                                // may already be made and not yet published.
+                                seen_visible[e].insert(name.clone());
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        for child in &mut children {
+            let status = child.wait().expect("wait for a writer");
+            assert!(status.success(), "a writer process failed");
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    for (tag, file) in TAGS.iter().zip(&files) {
+        assert_eq!(read(file), 300, "writer {tag} finished");
+    }
+    let exercised = hidden_after_seen.load(Ordering::Relaxed);
+    assert!(
+        exercised > 20,
+        "only {exercised} checks found a project hidden after seeing it visible"
+    );
+    Ok(())
+}

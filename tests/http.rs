@@ -868,3 +868,223 @@ fn h1_plain_http_is_refused_off_loopback_without_insecure_http() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-http"));
 }
+
+/// A6 over HTTP: a decision about a project that does not exist answers exactly as one
+/// the caller cannot view, for the caller itself and in a batch, whoever asks.
+#[test]
+fn a6_decisions_do_not_tell_absent_from_hidden_projects() {
+    let w = world();
+    let s = Server::start(&w.db, &["--quiet"]);
+    for token in [&w.carol, &w.ci, &w.bob] {
+        let ask = |project: &str| {
+            call(
+                "POST",
+                &s.api("/decisions"),
+                Some(token),
+                Some(json!({"project": project, "action": "view"})),
+            )
+        };
+        let (hidden_status, mut hidden) = ask("ml-team/cls");
+        let (absent_status, mut absent) = ask("ml-team/no-such-project");
+        let (other_status, mut other) = ask("no-such-team/cls");
+        // The bodies may echo the name asked about; nothing else may differ.
+        for body in [&mut hidden, &mut absent, &mut other] {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("project");
+            }
+        }
+        assert_eq!(hidden_status, 200, "{hidden}");
+        assert_eq!((absent_status, &absent), (hidden_status, &hidden));
+        assert_eq!((other_status, &other), (hidden_status, &hidden));
+
+        let (status, batch) = call(
+            "POST",
+            &s.api("/decisions/batch"),
+            Some(token),
+            Some(json!({"checks": [
+                {"project": "ml-team/cls", "action": "view"},
+                {"project": "ml-team/no-such-project", "action": "view"},
+            ]})),
+        );
+        assert_eq!(status, 200, "{batch}");
+        let results = batch["results"].as_array().expect("results");
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("project");
+            }
+            v
+        };
+        assert_eq!(strip(&results[0]), strip(&results[1]), "{batch}");
+    }
+}
+
+/// D2 over HTTP: a write that waits past the busy timeout for another process's writer
+/// answers 503 with kind `busy` and a Retry-After, writes nothing, and the same call
+/// succeeds once the lock is free.
+#[test]
+fn d2_a_held_writer_lock_answers_503_busy_and_nothing_is_written() {
+    let w = world();
+    let s = Server::start(&w.db, &["--quiet", "--busy-timeout-ms", "300"]);
+    let other = rusqlite::Connection::open(&w.db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let create = || {
+        agent()
+            .post(&s.api("/projects"))
+            .header("Authorization", &format!("Bearer {}", w.alice))
+            .send_json(json!({"name": "ml-team/while-busy"}))
+            .expect("HTTP exchange")
+    };
+    let mut res = create();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["kind"], "busy", "{body}");
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(create().status().as_u16(), 200);
+    let (_, list) = call("GET", &s.api("/projects"), Some(&w.alice), None);
+    let text = list.to_string();
+    assert_eq!(text.matches("while-busy").count(), 1, "{text}");
+}
+
+#[test]
+fn h3_every_operation_documents_the_shared_error_responses() {
+    let doc: Value = serde_json::from_str(&turnstile::server::api::openapi_json()).unwrap();
+    let responses = &doc["components"]["responses"];
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let documented = op["responses"].as_object().unwrap();
+            let mut want = vec![
+                "200", "400", "401", "403", "404", "409", "422", "429", "500", "503",
+            ];
+            if op.get("requestBody").is_some() {
+                want.extend(["413", "415"]);
+            }
+            want.sort_unstable();
+            let mut got: Vec<&str> = documented.keys().map(String::as_str).collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "{method} {path}");
+            for (status, r) in documented {
+                if status == "200" {
+                    continue;
+                }
+                let name = r["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+                assert_eq!(
+                    responses[name]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    assert_eq!(operations, 34);
+    // The names' examples are names the library accepts.
+    let schemas = &doc["components"]["schemas"];
+    let example = |name: &str| schemas[name]["examples"][0].as_str().unwrap().to_owned();
+    example("WorkspaceName")
+        .parse::<turnstile::WorkspaceName>()
+        .unwrap();
+    example("Username").parse::<turnstile::Username>().unwrap();
+    example("ServiceAccountFullName")
+        .parse::<turnstile::ServiceAccountFullName>()
+        .unwrap();
+    example("ProjectName")
+        .parse::<turnstile::ProjectName>()
+        .unwrap();
+    example("QualifiedProjectName")
+        .parse::<turnstile::QualifiedProjectName>()
+        .unwrap();
+}
+
+#[test]
+fn h3_the_server_reads_bodies_and_queries_as_the_document_states() {
+    let w = world();
+    let s = Server::start(&w.db, &[]);
+    let admin = Some(w.alice.as_str());
+    let status = |m: &str, p: &str, b: Option<Value>| {
+        let (st, body) = call(m, &s.api(p), admin, b);
+        (st, body["error"].as_str().unwrap_or("").to_owned())
+    };
+    // A body is a JSON object: serde would read an array as the fields in order.
+    for (m, p, b) in [
+        ("PATCH", "/workspaces/ml-team/settings", json!([null, null])),
+        ("POST", "/decisions", json!([null, "ml-team/cls", "view"])),
+        ("POST", "/projects", json!(["ml-team/arr"])),
+    ] {
+        assert_eq!(
+            status(m, p, Some(b)),
+            (400, "InvalidRequest".into()),
+            "{m} {p}"
+        );
+    }
+    // JSON Schema counts 7.0 as an integer; 7.5 is not one.
+    assert_eq!(
+        status(
+            "PATCH",
+            "/workspaces/ml-team/settings",
+            Some(json!({"service_account_limit": 7.0}))
+        ),
+        (200, String::new())
+    );
+    assert_eq!(
+        call("GET", &s.api("/workspaces/ml-team/status"), admin, None).1["service_account_limit"],
+        7
+    );
+    assert_eq!(
+        status(
+            "PATCH",
+            "/workspaces/ml-team/settings",
+            Some(json!({"service_account_limit": 7.5}))
+        ),
+        (400, "InvalidRequest".into())
+    );
+    // Limits are 1 to 10,000, as documented; not clamped.
+    for p in [
+        "/projects?limit=0",
+        "/projects?limit=10001",
+        "/workspaces/ml-team/audit?limit=0",
+        "/workspaces/ml-team/audit?limit=10001",
+    ] {
+        assert_eq!(status("GET", p, None), (422, "InvalidValue".into()), "{p}");
+    }
+    assert_eq!(status("GET", "/projects?limit=10000", None).0, 200);
+    // A workspace role is not a project role.
+    assert_eq!(
+        status(
+            "PUT",
+            "/workspaces/ml-team/members/bob",
+            Some(json!({"role": "viewer"}))
+        ),
+        (422, "InvalidValue".into())
+    );
+    // Without `Content-Type: application/json`: 415, as JSON.
+    let mut res = agent()
+        .post(&s.api("/decisions"))
+        .header("Authorization", &format!("Bearer {}", w.alice))
+        .send(r#"{"project": "ml-team/cls", "action": "view"}"#)
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 415);
+    let body: Value = res.body_mut().read_json().unwrap();
+    assert_eq!(
+        (body["kind"].as_str(), body["error"].as_str()),
+        (Some("bad_request"), Some("UnsupportedMediaType"))
+    );
+    // `application/*+json` is JSON too.
+    let res = agent()
+        .post(&s.api("/decisions"))
+        .header("Authorization", &format!("Bearer {}", w.alice))
+        .header(
+            "Content-Type",
+            "application/merge-patch+json; charset=utf-8",
+        )
+        .send(r#" {"project": "ml-team/cls", "action": "view"}"#)
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
 
@@ -266,6 +267,20 @@ pub fn permits(standing: Standing, access: Option<Access>, action: Action) -> bo
 /// [`effective_access`] then [`permits`]: the whole decision for one check.
 pub fn decide(visibility: Visibility, standing: Standing, action: Action) -> bool {
     permits(standing, effective_access(visibility, standing), action)
+}
+
+/// H5: over the network a principal asks decisions about itself; a workspace admin (a
+/// user, A3) may also ask about any principal of its workspace. May `actor` ask about `subject`'s access to a project of a
+/// workspace in which `actor_is_admin` and of which `subject_in_workspace`?
+pub fn may_ask(
+    actor: &Principal,
+    subject: &Principal,
+    actor_is_admin: bool,
+    subject_in_workspace: bool,
+) -> bool {
+    // INVARIANT: A3, only a user can be a workspace admin; `actor_is_admin` is false
+    // for a service account whatever the caller passes.
+    actor == subject || (!actor.is_service_account() && actor_is_admin && subject_in_workspace)
 }
 
 /// What a principal is to a workspace, for the workspace-level rows of the SPEC §4 table.

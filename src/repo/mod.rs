@@ -2,6 +2,7 @@
 //! calls need from a store, inside one transaction; `sqlite.rs` and `postgres.rs`
 //! implement it, and `store.rs` chooses between them (B1).
 
+mod mapped;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod store;

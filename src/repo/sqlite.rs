@@ -15,6 +15,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior, params};
 
+use super::mapped::MappedWords;
 use super::*;
 use crate::audit::Outcome;
 use crate::domain::access::Standing;
@@ -144,24 +145,44 @@ pub(crate) struct Store {
 }
 
 /// A value that changes whenever any connection of any process commits to the
-/// database: see [`ChangeProbe`].
-pub(crate) type ChangeStamp = [u8; 52];
+/// database: see [`ChangeProbe`]. The WAL-index header's first copy (12 words), then
+/// the database header's file change counter.
+pub(crate) type ChangeStamp = [u32; STAMP_WORDS];
 
-/// Tells, with two `pread`s and no lock, whether anything was committed to the
-/// database since a [`ChangeStamp`] was taken: the basis of the never-stale cache (T4).
+const HEADER_WORDS: usize = 12;
+const STAMP_WORDS: usize = HEADER_WORDS + 1;
+/// The database header's file change counter: bytes 24..28, word 6.
+const CHANGE_COUNTER_WORD: usize = 6;
+
+/// Tells, without a lock and without a system call, whether anything was committed to
+/// the database since a [`ChangeStamp`] was taken: the basis of the never-stale cache (T4).
 ///
 /// In WAL mode every commit rewrites the WAL-index header at the start of the `-shm`
-/// file (SQLite's documented "WAL-index format": 48 bytes written twice, the first copy
-/// last, holding `iChange`, a counter incremented by every transaction, and `mxFrame`).
+/// file (SQLite's documented "WAL-index format": 48 bytes written twice, the second copy
+/// first, holding `iChange`, a counter incremented by every transaction, and `mxFrame`).
 /// A stamp is both copies compared equal, followed by the database header's file change
 /// counter (offset 24), which every commit in rollback-journal mode increments, so that
 /// a foreign tool switching the file out of WAL mode cannot make the cache stale either.
 /// Unequal copies (a header being written) yield no stamp, and the caller goes to SQL.
+///
+/// The words are read through read-only shared memory maps of the two files
+/// ([`MappedWords`]), as SQLite reads the `-shm` itself; where a file cannot be mapped
+/// the probe falls back to two `pread`s. A mapped file must not shrink below the
+/// mapped words while the probe is read (an access past its end is `SIGBUS`). It does
+/// not: a probe is read only through an open [`Store`], whose connections hold SQLite's
+/// shared "dead man switch" lock on the `-shm` for as long as they are open, and only the
+/// holder of that lock exclusively (the first connection of all, or the last to close)
+/// truncates or deletes the `-shm`; the database file never shrinks below its first
+/// page. A `-shm` deleted and recreated by SQLite is a new file, and the probe of the old
+/// one is retired (see [`ChangeProbe::of`]) rather than read.
 pub(crate) struct ChangeProbe {
     db: std::fs::File,
     shm: std::fs::File,
     /// The `-shm` file this probe reads.
     shm_id: FileId,
+    /// The first [`HEADER_WORDS`] * 2 words of `shm` and the first words of `db`, when
+    /// both could be mapped.
+    mapped: Option<(MappedWords, MappedWords)>,
 }
 
 /// Every probe this process opened, by the database file's device and inode, and the
@@ -205,10 +226,15 @@ impl ChangeProbe {
             return Ok(probe.clone());
         }
         let shm = std::fs::File::open(&shm_path)?;
+        let db = std::fs::File::open(&path)?;
+        let mapped = MappedWords::new(&shm, 2 * HEADER_WORDS)
+            .and_then(|shm| Ok((shm, MappedWords::new(&db, CHANGE_COUNTER_WORD + 1)?)))
+            .ok();
         let probe = Arc::new(Self {
-            db: std::fs::File::open(&path)?,
+            db,
             shm_id: file_id(&shm.metadata()?),
             shm,
+            mapped,
         });
         if let Some(old) = probes.current.insert(db_id, probe.clone()) {
             probes.retired.push(old);
@@ -218,15 +244,34 @@ impl ChangeProbe {
 
     /// The current stamp, or `None` if it cannot be read consistently right now.
     pub(crate) fn stamp(&self) -> Option<ChangeStamp> {
+        let mut stamp = [0u32; STAMP_WORDS];
+        if let Some((shm, db)) = &self.mapped {
+            // SQLite's reader order: the first copy, then the second; its writer stores
+            // the second, then the first, so equal copies are one whole header.
+            for (i, word) in stamp[..HEADER_WORDS].iter_mut().enumerate() {
+                *word = shm.load(i);
+            }
+            if (0..HEADER_WORDS).any(|i| shm.load(HEADER_WORDS + i) != stamp[i]) {
+                return None;
+            }
+            stamp[HEADER_WORDS] = db.load(CHANGE_COUNTER_WORD);
+            return Some(stamp);
+        }
         use std::os::unix::fs::FileExt;
-        let mut header = [0u8; 96];
+        let mut header = [0u8; 8 * HEADER_WORDS];
         self.shm.read_exact_at(&mut header, 0).ok()?;
-        if header[..48] != header[48..] {
+        if header[..4 * HEADER_WORDS] != header[4 * HEADER_WORDS..] {
             return None;
         }
-        let mut stamp = [0u8; 52];
-        stamp[..48].copy_from_slice(&header[..48]);
-        self.db.read_exact_at(&mut stamp[48..], 24).ok()?;
+        let word = |b: &[u8]| u32::from_ne_bytes(b.try_into().expect("4 bytes"));
+        for (i, chunk) in header[..4 * HEADER_WORDS].chunks_exact(4).enumerate() {
+            stamp[i] = word(chunk);
+        }
+        let mut counter = [0u8; 4];
+        self.db
+            .read_exact_at(&mut counter, 4 * CHANGE_COUNTER_WORD as u64)
+            .ok()?;
+        stamp[HEADER_WORDS] = word(&counter);
         Some(stamp)
     }
 }
@@ -414,6 +459,23 @@ impl Store {
             .into());
         }
         write_on(&self.writer, f)
+    }
+
+    /// [`write`](Self::write), waiting at most `wait` for another process's writer:
+    /// for bookkeeping that must not hold up its caller (the last token uses written
+    /// when an engine is dropped).
+    pub(crate) fn write_within<T>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.options.read_only {
+            return self.write(f);
+        }
+        lock(&self.writer).busy_timeout(wait)?;
+        let out = write_on(&self.writer, f);
+        lock(&self.writer).busy_timeout(self.options.busy_timeout)?;
+        out
     }
 
     /// A handle to the writer for a background thread, which must not keep the

@@ -93,6 +93,20 @@ impl Store {
         }
     }
 
+    /// [`write`](Self::write), waiting at most `wait` for another writer on SQLite:
+    /// for bookkeeping that must not hold up its caller. On PostgreSQL, where writers
+    /// do not wait for each other's whole transactions, a plain write.
+    pub(crate) fn write_within<T>(
+        &self,
+        wait: std::time::Duration,
+        mut f: impl FnMut(&dyn Repository) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Self::Sqlite(s) => s.write_within(wait, |repo| f(repo)),
+            Self::Postgres(s) => s.write(f),
+        }
+    }
+
     /// Runs `f` in one read transaction: a consistent snapshot.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Repository) -> Result<T>) -> Result<T> {
         match self {

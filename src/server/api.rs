@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ApiError, ErrorBody, JsonBody, PathArgs, QueryArgs};
+use super::schema::{self, ErrorResponses};
 use super::{AppState, Cred, auth::Credential};
 use crate::audit::AuditQuery;
 use crate::domain::access::Action;
@@ -120,7 +121,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         audit_log, deactivate_service_account, reactivate_service_account,
         issue_service_account_token, revoke_service_account_token, my_tokens, revoke_token
     ),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &ErrorResponses)
 )]
 pub struct ApiDoc;
 
@@ -193,7 +194,7 @@ pub struct Whoami {
 }
 
 #[utoipa::path(get, path = "/whoami", tag = "auth",
-    responses((status = 200, body = Whoami), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Whoami)))]
 async fn whoami(State(state): State<Arc<AppState>>, Cred(cred): Cred) -> ApiResult<Whoami> {
     run(&state, cred, |s| {
         let kind = if s.actor().is_service_account() {
@@ -222,7 +223,7 @@ pub struct AccessToken {
 
 /// Exchanges the API token of the request for an access token (H4).
 #[utoipa::path(post, path = "/auth/token", tag = "auth",
-    responses((status = 200, body = AccessToken), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = AccessToken)))]
 async fn access_token(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
@@ -266,7 +267,7 @@ pub struct TokenDto {
 }
 
 #[utoipa::path(get, path = "/tokens", tag = "auth",
-    responses((status = 200, body = Vec<TokenDto>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<TokenDto>)))]
 async fn my_tokens(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -289,7 +290,7 @@ async fn my_tokens(
 }
 
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "auth", params(("id" = i64, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Done)))]
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -307,6 +308,24 @@ async fn revoke_token(
 pub struct DecisionRequest {
     /// Whom the decision is about (`bob`, `cicd@ml-team`); the caller when absent. Only
     /// a workspace admin may ask about another principal of its workspace (H5).
+    #[serde(default)]
+    #[schema(value_type = Option<schema::PrincipalName>)]
+    pub principal: Option<String>,
+    /// `workspace/project`.
+    #[schema(value_type = schema::QualifiedProjectName)]
+    pub project: String,
+    /// `view`, `edit`, `manage` or `delete`.
+    #[schema(value_type = schema::Action)]
+    pub action: String,
+}
+
+/// One decision of a batch. Its values are checked one item at a time: an item that
+/// breaks a rule is answered with its own `error` and the others still answer, so
+/// the schema leaves them plain strings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCheck {
+    /// Whom the decision is about (a principal name); the caller when absent.
     #[serde(default)]
     pub principal: Option<String>,
     /// `workspace/project`.
@@ -326,21 +345,24 @@ pub struct DecisionResult {
     pub error: Option<ErrorBody>,
 }
 
-fn parse_item(r: &DecisionRequest) -> Result<(Option<Principal>, String, Action)> {
-    let principal = r.principal.as_deref().map(str::parse).transpose()?;
-    Ok((principal, r.project.clone(), r.action.parse()?))
+fn parse_item(
+    principal: Option<&str>,
+    project: &str,
+    action: &str,
+) -> Result<(Option<Principal>, String, Action)> {
+    let principal = principal.map(str::parse).transpose()?;
+    Ok((principal, project.to_owned(), action.parse()?))
 }
 
 #[utoipa::path(post, path = "/decisions", tag = "decisions", request_body = DecisionRequest,
-    responses((status = 200, body = DecisionResult), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = DecisionResult)))]
 async fn decision(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
     JsonBody(req): JsonBody<DecisionRequest>,
 ) -> ApiResult<DecisionResult> {
     let out = run(&state, cred, move |s| {
-        let (p, project, action) = parse_item(&req)?;
+        let (p, project, action) = parse_item(req.principal.as_deref(), &req.project, &req.action)?;
         s.check_for(p.as_ref(), &project, action)
     })
     .await;
@@ -355,8 +377,9 @@ async fn decision(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The decisions, answered in order.
-    pub checks: Vec<DecisionRequest>,
+    /// The decisions, answered in order; at most 1,000.
+    #[schema(max_items = 1000)]
+    pub checks: Vec<BatchCheck>,
 }
 
 /// The answers of a batch, in the order asked.
@@ -367,8 +390,7 @@ pub struct BatchResult {
 }
 
 #[utoipa::path(post, path = "/decisions/batch", tag = "decisions", request_body = BatchRequest,
-    responses((status = 200, body = BatchResult), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = BatchResult)))]
 async fn decision_batch(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -388,7 +410,7 @@ async fn decision_batch(
         let mut parsed = Vec::with_capacity(req.checks.len());
         let mut bad = Vec::new();
         for (i, r) in req.checks.iter().enumerate() {
-            match parse_item(r) {
+            match parse_item(r.principal.as_deref(), &r.project, &r.action) {
                 Ok(item) => parsed.push(item),
                 Err(e) => {
                     bad.push((i, e));
@@ -429,8 +451,10 @@ async fn decision_batch(
 pub struct ExplainRequest {
     /// Whom it is about; the caller when absent (H5).
     #[serde(default)]
+    #[schema(value_type = Option<schema::PrincipalName>)]
     pub principal: Option<String>,
     /// `workspace/project`.
+    #[schema(value_type = schema::QualifiedProjectName)]
     pub project: String,
 }
 
@@ -451,8 +475,7 @@ pub struct ExplainResult {
 }
 
 #[utoipa::path(post, path = "/explain", tag = "decisions", request_body = ExplainRequest,
-    responses((status = 200, body = ExplainResult), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ExplainResult)))]
 async fn explain(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -477,15 +500,33 @@ async fn explain(
 // ---------------------------------------------------------------- projects
 
 /// Paging of the project list.
-#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Page size, 1 to 10,000; without it the whole list comes in one answer.
+    /// Page size, 1 to 10,000; without `limit` and `after` the whole list comes in
+    /// one answer.
     #[serde(default)]
+    #[param(value_type = u16, required = false, minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// The `next` of the previous page.
     #[serde(default)]
+    #[param(value_type = schema::QualifiedProjectName, required = false)]
     pub after: Option<String>,
+}
+
+/// Page sizes and audit limits: 1 to 10,000 (H3).
+const MAX_LIMIT: usize = 10_000;
+
+fn check_limit(limit: Option<usize>) -> Result<Option<usize>> {
+    match limit {
+        Some(l) if !(1..=MAX_LIMIT).contains(&l) => Err(crate::Error::invalid_value(
+            "limit",
+            &l.to_string(),
+            "an integer from 1 to 10000",
+        )),
+        l => Ok(l),
+    }
 }
 
 /// Project names the caller can view.
@@ -498,14 +539,14 @@ pub struct ProjectList {
 }
 
 #[utoipa::path(get, path = "/projects", tag = "projects", params(ListQuery),
-    responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ProjectList)))]
 async fn list_projects(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
     QueryArgs(q): QueryArgs<ListQuery>,
 ) -> ApiResult<ProjectList> {
     run(&state, cred, move |s| {
-        Ok(Json(match q.limit {
+        Ok(Json(match check_limit(q.limit)? {
             None if q.after.is_none() => ProjectList {
                 projects: s.list_projects()?,
                 next: None,
@@ -523,7 +564,7 @@ async fn list_projects(
 }
 
 /// A project to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// `workspace/project`, or a project name with `workspace`.
@@ -542,6 +583,62 @@ pub struct CreateProject {
     pub description: Option<String>,
 }
 
+/// `name` is either qualified, without `workspace`, or a bare project name with
+/// `workspace` (a rule `derive(ToSchema)` cannot state: written by hand).
+impl utoipa::PartialSchema for CreateProject {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::{Ref, RefOr};
+        let r = |name: &str| RefOr::from(Ref::from_schema_name(name));
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let nullable = |name: &str| OneOfBuilder::new().item(null()).item(r(name));
+        let variant = |name: &str, workspace: RefOr<utoipa::openapi::schema::Schema>| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("name", r(name))
+                .required("name")
+                .property("workspace", workspace)
+                .property("key", nullable("ProjectKey"))
+                .property("visibility", nullable("Visibility"))
+                .property("description", nullable("Description"))
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ))
+        };
+        AnyOfBuilder::new()
+            .description(Some(
+                "A project to create: `name` is `workspace/project` (and `workspace` absent or null), or a bare project name with `workspace`.",
+            ))
+            .item(variant("QualifiedProjectName", null().into()))
+            .item(variant("ProjectName", r("WorkspaceName")).required("workspace"))
+            .into()
+    }
+}
+
+impl ToSchema for CreateProject {
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        fn add<T: ToSchema>(
+            out: &mut Vec<(
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+            )>,
+        ) {
+            out.push((T::name().into_owned(), T::schema()));
+        }
+        add::<schema::QualifiedProjectName>(out);
+        add::<schema::ProjectName>(out);
+        add::<schema::WorkspaceName>(out);
+        add::<schema::ProjectKey>(out);
+        add::<schema::Visibility>(out);
+        add::<schema::Description>(out);
+    }
+}
+
 /// A created project.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Created {
@@ -550,8 +647,7 @@ pub struct Created {
 }
 
 #[utoipa::path(post, path = "/projects", tag = "projects", request_body = CreateProject,
-    responses((status = 200, body = Created), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Created)))]
 async fn create_project(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -578,8 +674,8 @@ async fn create_project(
 }
 
 #[utoipa::path(delete, path = "/projects/{workspace}/{project}", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)),
+    responses((status = 200, body = Done)))]
 async fn delete_project(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -594,13 +690,13 @@ async fn delete_project(
 #[serde(deny_unknown_fields)]
 pub struct VisibilityBody {
     /// `private`, `workspace` or `public`.
+    #[schema(value_type = schema::Visibility)]
     pub visibility: String,
 }
 
 #[utoipa::path(put, path = "/projects/{workspace}/{project}/visibility", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)), request_body = VisibilityBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)), request_body = VisibilityBody,
+    responses((status = 200, body = Done)))]
 async fn set_visibility(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -619,13 +715,13 @@ async fn set_visibility(
 #[serde(deny_unknown_fields)]
 pub struct DescriptionBody {
     /// At most 4,096 characters (N8).
+    #[schema(value_type = schema::Description)]
     pub description: String,
 }
 
 #[utoipa::path(put, path = "/projects/{workspace}/{project}/description", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)), request_body = DescriptionBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)), request_body = DescriptionBody,
+    responses((status = 200, body = Done)))]
 async fn set_description(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -656,8 +752,8 @@ fn roles<R: Copy>(m: BTreeMap<String, R>, name: impl Fn(R) -> &'static str) -> J
 }
 
 #[utoipa::path(get, path = "/projects/{workspace}/{project}/members", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)),
-    responses((status = 200, body = Roles), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)),
+    responses((status = 200, body = Roles)))]
 async fn project_members(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -675,15 +771,16 @@ async fn project_members(
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// The username.
+    #[schema(value_type = schema::Username)]
     pub username: String,
     /// `viewer`, `contributor` or `owner`.
+    #[schema(value_type = schema::ProjectRole)]
     pub role: String,
 }
 
 #[utoipa::path(post, path = "/projects/{workspace}/{project}/members", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)), request_body = NewMember,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)), request_body = NewMember,
+    responses((status = 200, body = Done)))]
 async fn add_project_member(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -697,23 +794,32 @@ async fn add_project_member(
     Ok(Json(DONE))
 }
 
-/// A role.
+/// A project role.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleBody {
-    /// A project role (`viewer`, `contributor`, `owner`) or, for workspaces, `admin` or `member`.
+pub struct ProjectRoleBody {
+    /// `viewer`, `contributor` or `owner`.
+    #[schema(value_type = schema::ProjectRole)]
+    pub role: String,
+}
+
+/// A workspace role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceRoleBody {
+    /// `admin` or `member`.
+    #[schema(value_type = schema::WorkspaceRole)]
     pub role: String,
 }
 
 #[utoipa::path(put, path = "/projects/{workspace}/{project}/members/{username}", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path), ("username" = String, Path)), request_body = RoleBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path), ("username" = schema::Username, Path)), request_body = ProjectRoleBody,
+    responses((status = 200, body = Done)))]
 async fn set_project_member_role(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
     PathArgs((ws, p, user)): PathArgs<(String, String, String)>,
-    JsonBody(req): JsonBody<RoleBody>,
+    JsonBody(req): JsonBody<ProjectRoleBody>,
 ) -> ApiResult<Done> {
     run(&state, cred, move |s| {
         s.set_project_member_role(&qualified(&ws, &p), &user, req.role.parse()?)
@@ -723,8 +829,8 @@ async fn set_project_member_role(
 }
 
 #[utoipa::path(delete, path = "/projects/{workspace}/{project}/members/{username}", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path), ("username" = String, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path), ("username" = schema::Username, Path)),
+    responses((status = 200, body = Done)))]
 async fn remove_project_member(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -738,8 +844,8 @@ async fn remove_project_member(
 }
 
 #[utoipa::path(get, path = "/projects/{workspace}/{project}/service-accounts", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)),
-    responses((status = 200, body = Roles), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)),
+    responses((status = 200, body = Roles)))]
 async fn project_service_accounts(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -757,15 +863,16 @@ async fn project_service_accounts(
 #[serde(deny_unknown_fields)]
 pub struct NewProjectServiceAccount {
     /// `name@workspace`.
+    #[schema(value_type = schema::ServiceAccountFullName)]
     pub service_account: String,
     /// `viewer`, `contributor` or `owner`.
+    #[schema(value_type = schema::ProjectRole)]
     pub role: String,
 }
 
 #[utoipa::path(post, path = "/projects/{workspace}/{project}/service-accounts", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path)), request_body = NewProjectServiceAccount,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path)), request_body = NewProjectServiceAccount,
+    responses((status = 200, body = Done)))]
 async fn add_project_service_account(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -780,14 +887,13 @@ async fn add_project_service_account(
 }
 
 #[utoipa::path(put, path = "/projects/{workspace}/{project}/service-accounts/{service_account}", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path), ("service_account" = String, Path)), request_body = RoleBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path), ("service_account" = schema::ServiceAccountFullName, Path)), request_body = ProjectRoleBody,
+    responses((status = 200, body = Done)))]
 async fn set_project_service_account_role(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
     PathArgs((ws, p, sa)): PathArgs<(String, String, String)>,
-    JsonBody(req): JsonBody<RoleBody>,
+    JsonBody(req): JsonBody<ProjectRoleBody>,
 ) -> ApiResult<Done> {
     run(&state, cred, move |s| {
         s.set_project_service_account_role(&qualified(&ws, &p), &sa, req.role.parse()?)
@@ -797,8 +903,8 @@ async fn set_project_service_account_role(
 }
 
 #[utoipa::path(delete, path = "/projects/{workspace}/{project}/service-accounts/{service_account}", tag = "projects",
-    params(("workspace" = String, Path), ("project" = String, Path), ("service_account" = String, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("project" = schema::ProjectName, Path), ("service_account" = schema::ServiceAccountFullName, Path)),
+    responses((status = 200, body = Done)))]
 async fn remove_project_service_account(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -823,7 +929,7 @@ pub struct MembershipDto {
 }
 
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces",
-    responses((status = 200, body = Vec<MembershipDto>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<MembershipDto>)))]
 async fn my_workspaces(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -840,8 +946,8 @@ async fn my_workspaces(
 }
 
 #[utoipa::path(get, path = "/workspaces/{workspace}/members", tag = "workspaces",
-    params(("workspace" = String, Path)),
-    responses((status = 200, body = Roles), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path)),
+    responses((status = 200, body = Roles)))]
 async fn workspace_members(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -856,9 +962,11 @@ async fn workspace_members(
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
     /// An existing user.
+    #[schema(value_type = schema::Username)]
     pub username: String,
     /// `admin` or `member` (default).
     #[serde(default)]
+    #[schema(value_type = Option<schema::WorkspaceRole>)]
     pub role: Option<String>,
     /// Grant `contributor` on every project that exists now (A9).
     #[serde(default)]
@@ -866,9 +974,8 @@ pub struct Invitation {
 }
 
 #[utoipa::path(post, path = "/workspaces/{workspace}/members", tag = "workspaces",
-    params(("workspace" = String, Path)), request_body = Invitation,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path)), request_body = Invitation,
+    responses((status = 200, body = Done)))]
 async fn invite_to_workspace(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -884,14 +991,13 @@ async fn invite_to_workspace(
 }
 
 #[utoipa::path(put, path = "/workspaces/{workspace}/members/{username}", tag = "workspaces",
-    params(("workspace" = String, Path), ("username" = String, Path)), request_body = RoleBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("username" = schema::Username, Path)), request_body = WorkspaceRoleBody,
+    responses((status = 200, body = Done)))]
 async fn set_workspace_role(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
     PathArgs((ws, user)): PathArgs<(String, String)>,
-    JsonBody(req): JsonBody<RoleBody>,
+    JsonBody(req): JsonBody<WorkspaceRoleBody>,
 ) -> ApiResult<Done> {
     run(&state, cred, move |s| {
         s.set_workspace_role(&ws, &user, req.role.parse()?)
@@ -901,9 +1007,8 @@ async fn set_workspace_role(
 }
 
 #[utoipa::path(delete, path = "/workspaces/{workspace}/members/{username}", tag = "workspaces",
-    params(("workspace" = String, Path), ("username" = String, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ("username" = schema::Username, Path)),
+    responses((status = 200, body = Done)))]
 async fn remove_workspace_member(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -921,14 +1026,14 @@ pub struct SettingsBody {
     #[serde(default)]
     pub allow_public_projects: Option<bool>,
     /// The most active service accounts (S2).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_u64)]
     pub service_account_limit: Option<u32>,
 }
 
 #[utoipa::path(patch, path = "/workspaces/{workspace}/settings", tag = "workspaces",
-    params(("workspace" = String, Path)), request_body = SettingsBody,
-    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path)), request_body = SettingsBody,
+    responses((status = 200, body = Done)))]
 async fn set_workspace_settings(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -946,6 +1051,29 @@ async fn set_workspace_settings(
     })
     .await?;
     Ok(Json(DONE))
+}
+
+/// A JSON integer for a `u32`, also when written with a zero fraction (`5.0`): JSON
+/// Schema counts both as integers.
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+                .map(|f| f as u64)
+        })
+        .and_then(|v| u32::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid value: {n}, expected an integer from 0 to {}",
+                u32::MAX
+            ))
+        })
 }
 
 /// Counts and limits of a workspace.
@@ -970,8 +1098,8 @@ pub struct StatusDto {
 }
 
 #[utoipa::path(get, path = "/workspaces/{workspace}/status", tag = "workspaces",
-    params(("workspace" = String, Path)),
-    responses((status = 200, body = StatusDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path)),
+    responses((status = 200, body = StatusDto)))]
 async fn workspace_status(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -991,11 +1119,13 @@ async fn workspace_status(
 }
 
 /// Whether to list deactivated accounts too.
-#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceAccountsQuery {
     /// Include deactivated accounts.
     #[serde(default)]
+    #[param(required = false)]
     pub include_deactivated: bool,
 }
 
@@ -1009,8 +1139,8 @@ pub struct ServiceAccountDto {
 }
 
 #[utoipa::path(get, path = "/workspaces/{workspace}/service-accounts", tag = "service accounts",
-    params(("workspace" = String, Path), ServiceAccountsQuery),
-    responses((status = 200, body = Vec<ServiceAccountDto>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), ServiceAccountsQuery),
+    responses((status = 200, body = Vec<ServiceAccountDto>)))]
 async fn service_accounts(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1036,6 +1166,7 @@ async fn service_accounts(
 #[serde(deny_unknown_fields)]
 pub struct NewServiceAccount {
     /// Its name within the workspace.
+    #[schema(value_type = schema::ServiceAccountName)]
     pub name: String,
     /// Grant `contributor` on every project that exists now (S1).
     #[serde(default)]
@@ -1062,9 +1193,8 @@ fn issued(t: crate::IssuedToken) -> IssuedDto {
 }
 
 #[utoipa::path(post, path = "/workspaces/{workspace}/service-accounts", tag = "service accounts",
-    params(("workspace" = String, Path)), request_body = NewServiceAccount,
-    responses((status = 200, body = IssuedDto), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path)), request_body = NewServiceAccount,
+    responses((status = 200, body = IssuedDto)))]
 async fn create_service_account(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1079,8 +1209,8 @@ async fn create_service_account(
 }
 
 #[utoipa::path(post, path = "/service-accounts/{service_account}/deactivate", tag = "service accounts",
-    params(("service_account" = String, Path)),
-    responses((status = 200, body = Done), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("service_account" = schema::ServiceAccountFullName, Path)),
+    responses((status = 200, body = Done)))]
 async fn deactivate_service_account(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1091,9 +1221,8 @@ async fn deactivate_service_account(
 }
 
 #[utoipa::path(post, path = "/service-accounts/{service_account}/reactivate", tag = "service accounts",
-    params(("service_account" = String, Path)),
-    responses((status = 200, body = IssuedDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("service_account" = schema::ServiceAccountFullName, Path)),
+    responses((status = 200, body = IssuedDto)))]
 async fn reactivate_service_account(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1104,8 +1233,8 @@ async fn reactivate_service_account(
 }
 
 #[utoipa::path(post, path = "/service-accounts/{service_account}/token", tag = "service accounts",
-    params(("service_account" = String, Path)),
-    responses((status = 200, body = IssuedDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("service_account" = schema::ServiceAccountFullName, Path)),
+    responses((status = 200, body = IssuedDto)))]
 async fn issue_service_account_token(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1123,8 +1252,8 @@ pub struct Revoked {
 }
 
 #[utoipa::path(delete, path = "/service-accounts/{service_account}/token", tag = "service accounts",
-    params(("service_account" = String, Path)),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("service_account" = schema::ServiceAccountFullName, Path)),
+    responses((status = 200, body = Revoked)))]
 async fn revoke_service_account_token(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1135,17 +1264,21 @@ async fn revoke_service_account_token(
 }
 
 /// Audit filters.
-#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
-    /// Only events by this actor.
+    /// Only events by this actor (any spelling; compared case-insensitively).
     #[serde(default)]
+    #[param(value_type = String, required = false)]
     pub actor: Option<String>,
-    /// Only events about this target.
+    /// Only events about this target (any spelling; compared case-insensitively).
     #[serde(default)]
+    #[param(value_type = String, required = false)]
     pub target: Option<String>,
-    /// At most this many events, newest first (default 100).
+    /// At most this many events, newest first: 1 to 10,000 (default 100).
     #[serde(default)]
+    #[param(value_type = u16, required = false, minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -1169,8 +1302,8 @@ pub struct AuditDto {
 }
 
 #[utoipa::path(get, path = "/workspaces/{workspace}/audit", tag = "workspaces",
-    params(("workspace" = String, Path), AuditParams),
-    responses((status = 200, body = Vec<AuditDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("workspace" = schema::WorkspaceName, Path), AuditParams),
+    responses((status = 200, body = Vec<AuditDto>)))]
 async fn audit_log(
     State(state): State<Arc<AppState>>,
     Cred(cred): Cred,
@@ -1183,7 +1316,7 @@ async fn audit_log(
             &AuditQuery {
                 actor: q.actor,
                 target: q.target,
-                limit: Some(q.limit.unwrap_or(100).min(10_000)),
+                limit: Some(check_limit(q.limit)?.unwrap_or(100)),
                 ..Default::default()
             },
         )

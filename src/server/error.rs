@@ -146,10 +146,71 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// `axum::Json` with JSON errors for every bad body (H6).
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body, with JSON errors for every bad body (H6): `415` without
+/// `Content-Type: application/json`, `413` over the body limit, `400` for anything
+/// but an object of the expected fields. Unlike `axum::Json`, a JSON array is refused
+/// even where serde would read it as a struct's fields in order.
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(Self::Rejection::request(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                let status = r.status();
+                let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "PayloadTooLarge"
+                } else {
+                    "InvalidRequest"
+                };
+                ApiError::request(status, error, r.body_text())
+            })?;
+        let first = bytes.iter().find(|b| !b" \t\r\n".contains(b));
+        if first != Some(&b'{') {
+            return Err(ApiError::request(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "the body must be a JSON object",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Self(value))
+    }
+}
+
+/// `application/json` or `application/*+json`, with or without parameters.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
 
 /// `axum::extract::Query` with JSON errors.
 #[derive(Debug, axum::extract::FromRequestParts)]

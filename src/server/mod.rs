@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod neptune;
 mod observe;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,9 @@ pub struct ServeArgs {
     /// do not write the access log to stderr
     #[arg(long)]
     pub quiet: bool,
+    /// how long a write waits for another writer before answering 503 busy, milliseconds (D2)
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub busy_timeout_ms: u64,
 }
 
 /// What every request shares.
@@ -246,6 +250,7 @@ pub fn serve(db: &Path, args: ServeArgs) -> Result<(), String> {
         db,
         Options {
             decision_cache: true,
+            busy_timeout: std::time::Duration::from_millis(args.busy_timeout_ms),
             ..Options::default()
         },
     )
