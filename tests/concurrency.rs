@@ -827,6 +827,7 @@ fn d2_readers_never_fail_nor_see_uncommitted_states_while_writers_change_grants(
         });
     }
     let outcomes = race(&db, &workers);
+    let _ = std::fs::remove_file(token_file(&db));
     let (writer_outcomes, reader_outcomes): (Vec<&String>, Vec<&String>) =
         outcomes.iter().partition(|o| !o.starts_with("ok passes="));
     assert_eq!(
