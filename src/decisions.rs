@@ -10,7 +10,6 @@ use crate::domain::names::{QualifiedProjectName, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::WorkspaceRole;
 use crate::error::{Error, Result};
-use crate::repo::Repository;
 use crate::session::Session;
 
 /// A workspace the actor belongs to, as listed by [`Session::workspaces`].

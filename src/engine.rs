@@ -16,8 +16,9 @@ use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{ChangeProbe, ChangeStamp, SqliteRepo, Store};
-use crate::repo::{Repository, TokenId, TokenOwner};
+use crate::repo::sqlite::{ChangeProbe, ChangeStamp};
+use crate::repo::store::Store;
+use crate::repo::{TokenId, TokenOwner};
 use crate::session::Session;
 use crate::token::{self, IssuedToken};
 use crate::uses::TokenUses;
@@ -95,7 +96,7 @@ pub struct Options {
     /// stale: before answering from memory, each call checks (a few loads from a memory
     /// map of SQLite's shared WAL-index header, no lock, no system call)
     /// that no connection of any process has committed since the entry was read
-    /// (SPEC T4). Applies to file databases; an in-memory database ignores it.
+    /// (SPEC T4). Applies to SQLite files; an in-memory database and PostgreSQL (B3) ignore it.
     pub decision_cache: bool,
     /// How long a write waits for another process's writer before it fails with
     /// [`Error::Busy`] (D2). 60 seconds by default.
@@ -127,7 +128,10 @@ impl fmt::Debug for Engine {
 
 impl Engine {
     /// Opens (creating if needed) the database at `path`, migrating an older schema
-    /// and refusing a newer one (D1).
+    /// and refusing a newer one (D1, B4). `path` is a SQLite file, a `sqlite:PATH`
+    /// URL, or a `postgres://` / `postgresql://` URL naming an existing PostgreSQL
+    /// database (B1), whose tables are created on first open. On PostgreSQL the
+    /// decision cache is never used: every decision reads the database (B3).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, Options::default())
     }
@@ -144,7 +148,7 @@ impl Engine {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self> {
         let store = Store::open(
             path.as_ref(),
-            crate::repo::sqlite::OpenOptions {
+            crate::repo::store::OpenOptions {
                 busy_timeout: options.busy_timeout,
                 read_only: options.read_only,
             },
@@ -327,12 +331,8 @@ impl Engine {
         {
             let digest = token::parse(token)?;
             let now = now_ms();
-            let found = self.store.with_connection(|conn| {
-                SqliteRepo { conn }.token_project_facts(
-                    &digest,
-                    &name.workspace,
-                    name.project.key(),
-                )
+            let found = self.store.read_latest(|repo| {
+                repo.token_project_facts(&digest, &name.workspace, name.project.key())
             })?;
             if let Some(f) = found {
                 // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
@@ -382,7 +382,7 @@ impl Engine {
         }
         let found = self
             .store
-            .with_connection(|conn| SqliteRepo { conn }.token_by_digest(&digest))?;
+            .read_latest(|repo| repo.token_by_digest(&digest))?;
         // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
         let Some(found) = found.filter(|t| t.state().is_live(now)) else {
             return Err(Error::InvalidToken);
@@ -525,8 +525,8 @@ impl Engine {
         project: &str,
     ) -> Result<Option<(Standing, Visibility)>> {
         let name: QualifiedProjectName = project.parse()?;
-        let facts = self.store.with_connection(|conn| {
-            SqliteRepo { conn }.project_facts(principal, &name.workspace, name.project.key())
+        let facts = self.store.read_latest(|repo| {
+            repo.project_facts(principal, &name.workspace, name.project.key())
         })?;
         let unknown = |principal: &Principal| match principal {
             Principal::ServiceAccount(sa) => Error::ServiceAccountNotFound {

@@ -418,6 +418,7 @@ pub struct StorageError(pub(crate) StorageCause);
 #[derive(Debug)]
 pub(crate) enum StorageCause {
     Sqlite(rusqlite::Error),
+    Postgres(postgres::Error),
     Io(std::io::Error),
 }
 
@@ -427,6 +428,10 @@ impl fmt::Display for StorageError {
             StorageCause::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))) => f.write_str(msg),
             StorageCause::Sqlite(rusqlite::Error::SqliteFailure(e, None)) => write!(f, "{e}"),
             StorageCause::Sqlite(other) => write!(f, "{other}"),
+            StorageCause::Postgres(e) => match e.as_db_error() {
+                Some(db) => write!(f, "{}", db.message()),
+                None => write!(f, "{e}"),
+            },
             StorageCause::Io(e) => write!(f, "{e}"),
         }
     }
@@ -436,6 +441,7 @@ impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
             StorageCause::Sqlite(e) => Some(e),
+            StorageCause::Postgres(e) => Some(e),
             StorageCause::Io(e) => Some(e),
         }
     }
@@ -444,6 +450,12 @@ impl std::error::Error for StorageError {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Self::Storage(StorageError(StorageCause::Sqlite(e)))
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Self::Storage(StorageError(StorageCause::Postgres(e)))
     }
 }
 

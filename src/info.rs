@@ -179,7 +179,7 @@ impl Session<'_> {
 
 /// The project's details if `actor` can view it; `None` when it cannot or the project
 /// does not exist, which the caller must not tell apart (A6).
-fn visible_project<R: Repository>(
+fn visible_project<R: Repository + ?Sized>(
     repo: &R,
     actor: &crate::Principal,
     name: &QualifiedProjectName,

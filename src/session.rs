@@ -25,7 +25,7 @@ use crate::domain::names::{
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{SqliteRepo, Store};
+use crate::repo::store::Store;
 use crate::repo::{
     NewProject, ProjectRecord, Repository, ServiceAccountRecord, TokenId, TokenOwner, UserRecord,
     WorkspaceRecord,
@@ -162,7 +162,7 @@ enum ActorRecord {
 
 /// One call's view of the store: the repository inside its transaction, the actor,
 /// and the denial to record if the call is refused.
-struct Ctx<'a, R: Repository> {
+struct Ctx<'a, R: Repository + ?Sized> {
     repo: &'a R,
     actor: &'a Principal,
     record: ActorRecord,
@@ -170,7 +170,7 @@ struct Ctx<'a, R: Repository> {
     denial: Option<Denial>,
 }
 
-impl<'a, R: Repository> Ctx<'a, R> {
+impl<'a, R: Repository + ?Sized> Ctx<'a, R> {
     /// The call's view of the store, after proving that the session's token, if it
     /// has one, is still live and still the actor's (T6).
     fn new(repo: &'a R, actor: &'a Principal, token: Option<TokenId>) -> Result<Self> {
@@ -445,7 +445,10 @@ impl<'e> Session<'e> {
 
     /// Runs a management call in one write transaction; a refused call leaves a
     /// denial event, written after the call's own transaction rolled back (L1).
-    fn mutate<T>(&self, f: impl FnOnce(&mut Ctx<'_, SqliteRepo<'_>>) -> Result<T>) -> Result<T> {
+    fn mutate<T>(
+        &self,
+        mut f: impl FnMut(&mut Ctx<'_, dyn Repository + '_>) -> Result<T>,
+    ) -> Result<T> {
         let mut denial = None;
         let result = self.store.write(|repo| {
             let mut ctx = Ctx::new(repo, &self.actor, self.token)?;
@@ -475,7 +478,10 @@ impl<'e> Session<'e> {
     }
 
     /// Runs a read-only call on a consistent snapshot. Reads are not audited.
-    fn query<T>(&self, f: impl FnOnce(&mut Ctx<'_, SqliteRepo<'_>>) -> Result<T>) -> Result<T> {
+    fn query<T>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_, dyn Repository + '_>) -> Result<T>,
+    ) -> Result<T> {
         self.store
             .read(|repo| f(&mut Ctx::new(repo, &self.actor, self.token)?))
     }
@@ -565,7 +571,7 @@ impl<'e> Session<'e> {
                     existing: format!("{}/{existing}", ws.name),
                 });
             }
-            let key = match key {
+            let key = match key.clone() {
                 Some(key) if ctx.repo.project_key_taken(ws.id, &key)? => {
                     return Err(Error::ProjectKeyCollision {
                         key: key.to_string(),
@@ -1070,8 +1076,8 @@ impl<'e> Session<'e> {
         &self,
         full_name: &str,
         op: Op,
-        f: impl FnOnce(
-            &mut Ctx<'_, SqliteRepo<'_>>,
+        mut f: impl FnMut(
+            &mut Ctx<'_, dyn Repository + '_>,
             &WorkspaceRecord,
             Option<ServiceAccountRecord>,
             &ServiceAccountFullName,
@@ -1414,7 +1420,7 @@ impl<'e> Session<'e> {
     }
 }
 
-impl<R: Repository> Ctx<'_, R> {
+impl<R: Repository + ?Sized> Ctx<'_, R> {
     /// The projects the actor can view strictly after `after` = (workspace, project
     /// name key), in order, at most `limit`; and whether more follow.
     ///
@@ -1483,7 +1489,7 @@ impl<R: Repository> Ctx<'_, R> {
 
 /// A4 for a change that removes `current` from the workspace's admins, if it is one:
 /// the count comes from inside the writing transaction.
-fn ensure_another_admin<R: Repository>(
+fn ensure_another_admin<R: Repository + ?Sized>(
     repo: &R,
     ws: &WorkspaceRecord,
     current: WorkspaceRole,
@@ -1497,7 +1503,10 @@ fn ensure_another_admin<R: Repository>(
 
 /// S2 for one more active service account. Runs inside the writing transaction
 /// (`BEGIN IMMEDIATE`), so two racing processes cannot both take the last slot.
-fn ensure_service_account_slot<R: Repository>(repo: &R, ws: &WorkspaceRecord) -> Result<()> {
+fn ensure_service_account_slot<R: Repository + ?Sized>(
+    repo: &R,
+    ws: &WorkspaceRecord,
+) -> Result<()> {
     let active = repo.count_active_service_accounts(ws.id)?;
     invariants::within_service_account_limit(
         &ws.name,
@@ -1512,7 +1521,7 @@ fn members_own_it(visibility: Visibility) -> bool {
     invariants::role_through_visibility(visibility, Some(WorkspaceRole::Member)).is_some()
 }
 
-fn status<R: Repository>(repo: &R, name: &WorkspaceName) -> Result<WorkspaceStatus> {
+fn status<R: Repository + ?Sized>(repo: &R, name: &WorkspaceName) -> Result<WorkspaceStatus> {
     let ws = repo
         .workspace(name)?
         .ok_or_else(|| Error::WorkspaceNotFound {
@@ -1535,7 +1544,7 @@ impl Session<'_> {
     /// Runs `f` on one read snapshot once that snapshot shows the session's token still
     /// live and its actor present (T6), as every call of this file does through its
     /// context: for the read calls kept in other files (`info.rs`).
-    pub(crate) fn read_live<T>(&self, f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn read_live<T>(&self, f: impl FnOnce(&dyn Repository) -> Result<T>) -> Result<T> {
         self.store.read(|repo| {
             Ctx::new(repo, &self.actor, self.token)?;
             f(repo)

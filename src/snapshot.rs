@@ -211,7 +211,7 @@ const IMPORT_BATCH: usize = 1024;
 
 /// Applies a snapshot through `repo`, inside the caller's transaction. `progress` is
 /// called with (projects done, projects in all) as projects are written.
-pub(crate) fn import<R: Repository>(
+pub(crate) fn import<R: Repository + ?Sized>(
     repo: &R,
     snapshot: &Snapshot,
     now: i64,
@@ -451,7 +451,7 @@ pub(crate) fn import<R: Repository>(
 
 /// Reads the whole model back as a snapshot. Never includes token secrets (they are
 /// not stored) nor the audit log.
-pub(crate) fn export<R: Repository>(repo: &R) -> Result<Snapshot> {
+pub(crate) fn export<R: Repository + ?Sized>(repo: &R) -> Result<Snapshot> {
     let users = repo.users()?.into_iter().map(|u| u.to_string()).collect();
     let mut workspaces = Vec::new();
     for ws in repo.workspaces()? {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::now_ms;
-use crate::repo::sqlite::Store;
+use crate::repo::store::Store;
 use crate::repo::{Repository, TokenId};
 
 /// How often, at most, a token's `last_used_at` is written, and how often, at most,
@@ -35,7 +35,7 @@ impl TokenUses {
     pub(crate) fn start(store: &Store) -> Arc<Self> {
         let uses = Arc::new(Self::default());
         let weak = Arc::downgrade(&uses);
-        let writer = store.weak_writer();
+        let writer = store.weak();
         // Without the thread, uses are still written when the engine is dropped.
         let _ = std::thread::Builder::new()
             .name("turnstile-token-uses".into())
@@ -92,7 +92,10 @@ impl TokenUses {
 }
 
 /// Stores a batch of uses, inside the caller's transaction.
-pub(crate) fn record(repo: &impl Repository, batch: &HashMap<TokenId, i64>) -> crate::Result<()> {
+pub(crate) fn record(
+    repo: &(impl Repository + ?Sized),
+    batch: &HashMap<TokenId, i64>,
+) -> crate::Result<()> {
     for (&token, &at) in batch {
         repo.touch_token(token, at)?;
     }

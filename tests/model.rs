@@ -36,6 +36,8 @@
 //! error, and `MODEL_TRACE=1` every step. Failures are not persisted to a regression
 //! file; the panic message shows the disagreement and the minimal failing sequence.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
@@ -1524,8 +1526,8 @@ fn run_engine(session: &Session<'_>, op: &Op, issued: &mut Option<String>) -> Re
     })
 }
 
-fn setup() -> Result<Engine, Error> {
-    let engine = Engine::open_in_memory()?;
+fn setup() -> Result<common::TestEngine, Error> {
+    let engine = common::engine()?;
     for user in USERS {
         engine.create_user(user)?;
     }
@@ -1820,7 +1822,13 @@ fn all_pages(session: &Session<'_>) -> Result<Vec<String>, Error> {
 fn engine_agrees_with_model_on_random_call_sequences() {
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = DEFAULT_CASES;
+        // On PostgreSQL each case is a new database and every call a SERIALIZABLE
+        // transaction over the network: a quarter of the cases keeps the run short.
+        config.cases = if common::on_postgres() {
+            DEFAULT_CASES / 4
+        } else {
+            DEFAULT_CASES
+        };
     }
     config.failure_persistence = Some(Box::new(FileFailurePersistence::Off));
     let cases = config.cases;

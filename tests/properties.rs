@@ -11,6 +11,8 @@
 //! `PROPTEST_CASES` to run more (or fewer): `ProptestConfig::default()` reads it, and
 //! [`config`] keeps its value when it is set.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -257,8 +259,8 @@ fn workspace_name(w: usize) -> String {
 
 /// Builds the planned world through the management API and returns the engine with
 /// the record of what it holds.
-fn build(plan: &WorldPlan) -> Result<(Engine, Model), TestCaseError> {
-    let engine = Engine::open_in_memory()?;
+fn build(plan: &WorldPlan) -> Result<(common::TestEngine, Model), TestCaseError> {
+    let engine = common::engine()?;
     let n = plan.workspaces;
 
     let mut users = vec![UserFacts {

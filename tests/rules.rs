@@ -48,8 +48,8 @@ fn populate(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-fn teams() -> Result<Engine> {
-    let engine = Engine::open_in_memory()?;
+fn teams() -> Result<common::TestEngine> {
+    let engine = common::engine()?;
     populate(&engine)?;
     Ok(engine)
 }
@@ -101,7 +101,7 @@ fn raw_count(conn: &rusqlite::Connection, sql: &str) -> i64 {
 
 #[test]
 fn n1_workspace_names_are_case_insensitive_and_stored_lower_case() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     engine.create_user("alice")?;
     let name = engine.create_workspace("ML-Team", "alice")?;
     assert_eq!(name.as_str(), "ml-team");
@@ -128,7 +128,7 @@ fn n1_workspace_names_are_case_insensitive_and_stored_lower_case() -> Result<()>
 
 #[test]
 fn n1_invalid_workspace_names_are_rejected() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     engine.create_user("alice")?;
     for bad in [
         "a",
@@ -156,7 +156,7 @@ fn n1_invalid_workspace_names_are_rejected() -> Result<()> {
 
 #[test]
 fn n2_usernames_are_case_insensitive_and_globally_unique() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let name = engine.create_user("Alice.Smith_1")?;
     assert_eq!(name.as_str(), "Alice.Smith_1");
     assert!(matches!(

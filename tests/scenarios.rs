@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use turnstile::{
-    Action, Engine, Error, NameKind, ProjectOptions, ProjectRole, Result, Visibility,
-    WorkspaceRole, WorkspaceSettings,
+    Action, Error, NameKind, ProjectOptions, ProjectRole, Result, Visibility, WorkspaceRole,
+    WorkspaceSettings,
 };
 
 mod common;
@@ -16,8 +16,8 @@ use common::{who, with_visibility};
 
 /// `alice` is admin of `ml-team`; `bob` and `carol` are members; `dave` is a user of
 /// no workspace.
-fn ml_team() -> Result<Engine> {
-    let engine = Engine::open_in_memory()?;
+fn ml_team() -> Result<common::TestEngine> {
+    let engine = common::engine()?;
     for user in ["alice", "bob", "carol", "dave"] {
         engine.create_user(user)?;
     }

@@ -2,6 +2,8 @@
 //! rotating and expiring, within one process, across two engines on one file, and
 //! across two OS processes.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -36,7 +38,7 @@ fn is_invalid_token<T: std::fmt::Debug>(r: Result<T>) -> bool {
 
 #[test]
 fn t3_user_token_round_trips_through_authenticate() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let issued = engine.issue_user_token("bob", "laptop", None)?;
     let session = engine.authenticate(issued.secret())?;
@@ -47,7 +49,7 @@ fn t3_user_token_round_trips_through_authenticate() -> Result<()> {
 
 #[test]
 fn t3_every_single_character_mutation_fails_with_the_same_error() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let sa = world(&engine)?;
     assert!(engine.authenticate(&sa).is_ok());
     let alphabet: Vec<char> = "abcXYZ019-_@~é".chars().collect();
@@ -76,9 +78,9 @@ fn t3_every_single_character_mutation_fails_with_the_same_error() -> Result<()> 
 
 #[test]
 fn t1_a_well_formed_but_unknown_token_is_invalid() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
-    let other = Engine::open_in_memory()?;
+    let other = common::engine()?;
     other.create_user("bob")?;
     let foreign = other.issue_user_token("bob", "elsewhere", None)?;
     assert!(turnstile::token::well_formed(foreign.secret()));
@@ -88,7 +90,7 @@ fn t1_a_well_formed_but_unknown_token_is_invalid() -> Result<()> {
 
 #[test]
 fn t2_issued_token_does_not_print_its_secret() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let issued = engine.issue_user_token("bob", "laptop", None)?;
     let debug = format!("{issued:?}");
@@ -156,7 +158,7 @@ fn t2_no_plain_token_is_ever_written_to_the_database_or_its_wal() -> Result<()> 
 
 #[test]
 fn t5_user_lists_and_revokes_own_tokens() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let laptop = engine.issue_user_token("bob", "laptop", None)?;
     let ci = engine.issue_user_token("bob", "ci", None)?;
@@ -194,7 +196,7 @@ fn t5_user_lists_and_revokes_own_tokens() -> Result<()> {
 
 #[test]
 fn t5_expired_token_fails_like_any_other() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let soon = Utc::now() + chrono::Duration::milliseconds(300);
     let short = engine.issue_user_token("bob", "short", Some(soon))?;
@@ -212,7 +214,7 @@ fn t5_expired_token_fails_like_any_other() -> Result<()> {
 
 #[test]
 fn s5_issuing_a_new_sa_token_invalidates_the_previous_one() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let old = world(&engine)?;
     let new = admin(&engine)?.issue_service_account_token("cicd@ml-team")?;
     assert!(is_invalid_token(engine.authenticate(&old)));
@@ -232,7 +234,7 @@ fn s5_issuing_a_new_sa_token_invalidates_the_previous_one() -> Result<()> {
 
 #[test]
 fn s5_only_workspace_admins_manage_sa_tokens() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let sa = world(&engine)?;
     let bob = engine.session_for(&"bob".parse()?)?;
     let cicd = engine.authenticate(&sa)?;
@@ -255,7 +257,7 @@ fn s5_only_workspace_admins_manage_sa_tokens() -> Result<()> {
 
 #[test]
 fn s4_reactivation_resets_the_token() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let first = world(&engine)?;
     let admin = admin(&engine)?;
     let second = admin
@@ -278,7 +280,7 @@ fn s4_reactivation_resets_the_token() -> Result<()> {
 
 #[test]
 fn l1_token_events_name_the_token_by_id_never_by_secret() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let issued = admin(&engine)?.issue_service_account_token("cicd@ml-team")?;
     let events = admin(&engine)?.audit_log("ml-team", &AuditQuery::default())?;
@@ -404,7 +406,7 @@ fn t4_revoked_rotated_expired_and_deactivated_tokens_fail_in_a_second_process() 
 
 #[test]
 fn last_use_is_recorded_at_most_once_a_minute() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let t = engine.issue_user_token("bob", "laptop", None)?;
     let before = engine.audit_log(&AuditQuery::default())?.len();
@@ -431,12 +433,12 @@ fn last_use_is_recorded_at_most_once_a_minute() -> Result<()> {
 
 #[test]
 fn t3_authorize_judges_the_token_before_the_project() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     let sa = world(&engine)?;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = Engine::open(dir.path().join("t.db"))?;
     let file_sa = world(&file)?;
-    for (engine, sa) in [(&engine, &sa), (&file, &file_sa)] {
+    for (engine, sa) in [(&*engine, &sa), (&file, &file_sa)] {
         let revoked = engine.issue_user_token("bob", "old", None)?;
         engine
             .authenticate(revoked.secret())?
@@ -520,7 +522,7 @@ fn t6_a_session_dies_with_its_token_in_every_engine_on_the_file() -> Result<()> 
 
 #[test]
 fn t6_a_session_resumed_by_token_id_lives_only_as_long_as_the_token() -> Result<()> {
-    let engine = Engine::open_in_memory()?;
+    let engine = common::engine()?;
     world(&engine)?;
     let laptop = engine.issue_user_token("bob", "laptop", None)?;
     let bob = engine.session_for_token(laptop.id)?;

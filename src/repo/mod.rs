@@ -1,9 +1,11 @@
 //! Storage behind a trait (SPEC D5). [`Repository`] is what the engine's management
-//! calls need from a store, inside one transaction; `sqlite.rs` is the first
-//! implementation.
+//! calls need from a store, inside one transaction; `sqlite.rs` and `postgres.rs`
+//! implement it, and `store.rs` chooses between them (B1).
 
 mod mapped;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
+pub(crate) mod store;
 
 use std::collections::HashSet;
 
@@ -480,6 +482,11 @@ pub trait Repository {
     fn append_audit(&self, event: &NewAuditEvent<'_>) -> Result<()>;
     /// Audit events matching a query, newest first.
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    /// The oldest key that signs the HTTP server's access tokens (H4), if any.
+    fn signing_key(&self) -> Result<Option<Vec<u8>>>;
+    /// Stores a signing key (32 bytes).
+    fn insert_signing_key(&self, secret: &[u8], now: i64) -> Result<()>;
 
     /// The active service account with this full name and its workspace; fails with
     /// `ServiceAccountNotFound` when there is none or it is deactivated (S3).

@@ -2015,4 +2015,19 @@ impl Repository for SqliteRepo<'_> {
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn signing_key(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT secret FROM signing_keys ORDER BY id LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn insert_signing_key(&self, secret: &[u8], now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO signing_keys (secret, created_at) VALUES (?1, ?2)")?
+            .execute(params![secret, now])?;
+        Ok(())
+    }
 }

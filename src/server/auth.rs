@@ -10,7 +10,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use rand::TryRngCore;
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -47,21 +46,10 @@ impl SigningKey {
                 reason: e.to_string(),
             })?;
         let secret = engine.store.write(|repo| {
-            let found: Option<Vec<u8>> = repo
-                .conn
-                .query_row(
-                    "SELECT secret FROM signing_keys ORDER BY id LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(found) = found {
+            if let Some(found) = repo.signing_key()? {
                 return Ok(found);
             }
-            repo.conn.execute(
-                "INSERT INTO signing_keys (secret, created_at) VALUES (?1, ?2)",
-                rusqlite::params![&fresh[..], now_ms()],
-            )?;
+            repo.insert_signing_key(&fresh, now_ms())?;
             Ok(fresh.to_vec())
         })?;
         let mut key = [0u8; 32];

@@ -208,13 +208,7 @@ fn app(state: Arc<AppState>, request_timeout: Duration, extra: Router<Arc<AppSta
 
 /// `GET /healthz`: 200 when the database answers, 503 when it does not (H9).
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let ok = state
-        .blocking(|engine, _| {
-            engine
-                .store
-                .with_connection(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        })
-        .await;
+    let ok = state.blocking(|engine, _| engine.store.ping()).await;
     match ok {
         Ok(Ok(_)) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
         Ok(Err(e)) => (

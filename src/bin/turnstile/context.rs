@@ -30,7 +30,7 @@ impl Context {
     /// empty database made by a typo.
     pub fn open(&self) -> Result<Engine, Failure> {
         let path = self.db_path();
-        if !path.exists() {
+        if !crate::files::is_server_url(&path) && !path.exists() {
             return Err(Failure::missing_database(format!(
                 "database `{}` not found: create it with `turnstile init` or name another with --db",
                 path.display()
@@ -45,7 +45,7 @@ impl Context {
     /// to upgrade it.
     pub fn open_for_reading(&self) -> Result<Engine, Failure> {
         let path = self.db_path();
-        if !path.exists() {
+        if !crate::files::is_server_url(&path) && !path.exists() {
             return self.open();
         }
         let options = Options {

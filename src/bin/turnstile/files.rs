@@ -12,6 +12,18 @@ pub fn non_empty(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > 0)
 }
 
+/// Whether `--db` names a PostgreSQL database (B1) rather than a file.
+pub fn is_server_url(db: &Path) -> bool {
+    db.to_str()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+/// Whether a database on a server holds a model already (any user or workspace).
+pub fn server_database_in_use(engine: &turnstile::Engine) -> Result<bool, Failure> {
+    let snapshot = engine.export()?;
+    Ok(!snapshot.users.is_empty() || !snapshot.workspaces.is_empty())
+}
+
 /// `path` with `suffix` appended to its file name (`acl.db-wal`).
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -56,7 +56,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
     // copy is made. A new database is built beside its path and moved there only once
     // the import succeeded, so that a failed import leaves nothing behind.
     let target = ctx.db_path();
-    let pending = if non_empty(&target) {
+    let pending = if non_empty(&target) || crate::files::is_server_url(&target) {
         None
     } else {
         Some(PendingDatabase::beside(&target)?)

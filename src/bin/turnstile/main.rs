@@ -21,6 +21,7 @@ mod context;
 mod files;
 mod import_export;
 mod matrix;
+mod migrate;
 mod output;
 mod project;
 #[cfg(feature = "server")]
@@ -261,6 +262,18 @@ examples:
   turnstile export --format csv")]
     Export(import_export::ExportArgs),
 
+    /// copy a whole model between two databases, SQLite or PostgreSQL, in one transaction
+    #[command(after_help = "\
+the target must be empty: a new file or an empty PostgreSQL database. users,
+workspaces, memberships, service accounts, projects and grants are copied in one
+transaction on the target; tokens and the audit log are not (only token digests are
+stored, so issue new tokens). a progress bar shows on a terminal.
+
+examples:
+  turnstile migrate --from acl.db --to postgres://turnstile@db.internal/acl
+  turnstile migrate --from postgres://turnstile@db.internal/acl --to backup.db")]
+    Migrate(migrate::MigrateArgs),
+
     /// print a shell completion script
     #[command(after_help = "\
 examples:
@@ -365,6 +378,7 @@ fn run(cli: Cli, db_from_env: bool) -> Result<Output, Failure> {
         Command::Audit(args) => audit::audit(&ctx, args),
         Command::Import(args) => import_export::import(&ctx, args),
         Command::Export(args) => import_export::export(&ctx, args),
+        Command::Migrate(args) => migrate::migrate(args),
         Command::Completions(args) => completions::completions(args, Cli::command()),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::serve(&ctx, args),

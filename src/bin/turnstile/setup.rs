@@ -82,6 +82,18 @@ fn create_database<T>(
     path: &Path,
     fill: impl FnOnce(&Engine) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
+    if crate::files::is_server_url(path) {
+        // On a server the database exists already; `fill`'s calls are each one
+        // transaction, and a database in use is refused before any of them.
+        let engine = Engine::open(path)?;
+        if crate::files::server_database_in_use(&engine)? {
+            return Err(Failure::conflict(
+                "DatabaseExists",
+                "the database already holds a model: `init` and `demo` need an empty one",
+            ));
+        }
+        return fill(&engine);
+    }
     let result = Engine::open(path)
         .map_err(Failure::from)
         .and_then(|engine| fill(&engine));

@@ -1,0 +1,150 @@
+//! PostgreSQL figures (SPEC B1, WORKLOAD.md at P = 10,000), over loopback:
+//!
+//! - `pg/check`: `Engine::check` on PostgreSQL, warm, the workload's query mix;
+//! - `pg/floor`: the same facts fetched by a hand-written program: one prepared
+//!   statement per check on one connection, no pool, no engine (the floor);
+//! - `pg/management`: one management call (`set_project_member_role`), one
+//!   SERIALIZABLE transaction.
+//!
+//! Needs a server: `TURNSTILE_TEST_POSTGRES_URL=$(scripts/pg-throwaway.sh start DIR)
+//! cargo bench --bench postgres`. Without it, prints SKIPPED and measures nothing.
+
+#[path = "standard/workload.rs"]
+#[allow(dead_code)]
+mod workload;
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use turnstile::{Engine, Principal, ProjectRole};
+
+const PROJECTS: usize = 10_000;
+
+/// A fresh database on the server, holding the workload.
+fn database(server: &str) -> String {
+    let name = format!("turnstile_bench_{}", std::process::id());
+    let mut admin = postgres::Client::connect(server, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .expect("drop an old bench database");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create the bench database");
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+    let url = format!("{base}/{name}");
+    Engine::open(&url)
+        .expect("open")
+        .import(&workload::generate(PROJECTS))
+        .expect("load the workload");
+    url
+}
+
+const FLOOR_USER: &str = "SELECT p.visibility, u.id, m.role, g.role
+     FROM workspaces w
+     JOIN projects p ON p.workspace_id = w.id AND p.name_key = $2
+     LEFT JOIN users u ON u.name_key = $3
+     LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = u.id
+     LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = u.id
+     WHERE w.name = $1";
+
+const FLOOR_SA: &str = "SELECT p.visibility, s.id, s.active, s.workspace_id = w.id, g.role
+     FROM workspaces w
+     JOIN projects p ON p.workspace_id = w.id AND p.name_key = $2
+     LEFT JOIN workspaces sw ON sw.name = $3
+     LEFT JOIN service_accounts s ON s.workspace_id = sw.id AND s.name_key = $4
+     LEFT JOIN service_account_grants g ON g.project_id = p.id AND g.service_account_id = s.id
+     WHERE w.name = $1";
+
+fn postgres(c: &mut Criterion) {
+    let Some(server) = std::env::var("TURNSTILE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED benches/postgres.rs: TURNSTILE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let url = database(&server);
+    let engine = Engine::open(&url).expect("open");
+    let queries = workload::queries(PROJECTS);
+    let mut group = c.benchmark_group("pg");
+    group.measurement_time(Duration::from_secs(10));
+
+    let mut i = 0;
+    group.bench_function("check", |b| {
+        b.iter(|| {
+            let q = &queries[i % queries.len()];
+            i += 1;
+            engine
+                .check(&q.principal, &q.project, q.action)
+                .expect("a check")
+        })
+    });
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let user = client.prepare(FLOOR_USER).expect("prepare");
+    let sa = client.prepare(FLOOR_SA).expect("prepare");
+    // The names as the engine keys them: every workload name is lower-case ASCII.
+    enum Who {
+        User(String),
+        ServiceAccount(String, String),
+    }
+    let keyed: Vec<(String, String, Who)> = queries
+        .iter()
+        .map(|q| {
+            let (ws, project) = q.project.split_once('/').expect("qualified");
+            let who = match &q.principal {
+                Principal::User(u) => Who::User(u.key().to_owned()),
+                Principal::ServiceAccount(s) => {
+                    Who::ServiceAccount(s.workspace.to_string(), s.name.key().to_owned())
+                }
+            };
+            (ws.to_owned(), project.to_lowercase(), who)
+        })
+        .collect();
+    let mut i = 0;
+    group.bench_function("floor", |b| {
+        b.iter(|| {
+            let (ws, project, who) = &keyed[i % keyed.len()];
+            i += 1;
+            let row = match who {
+                Who::User(name) => client.query_opt(&user, &[ws, project, name]),
+                Who::ServiceAccount(sa_ws, sa_name) => {
+                    client.query_opt(&sa, &[ws, project, sa_ws, sa_name])
+                }
+            }
+            .expect("the floor's statement");
+            row.map(|r| r.get::<_, i32>(0))
+        })
+    });
+
+    let admin = engine
+        .session_for(&"u0000".parse().expect("a name"))
+        .expect("an admin");
+    let mut n = 0u64;
+    group.bench_function("management", |b| {
+        b.iter(|| {
+            n += 1;
+            let role = if n % 2 == 0 {
+                ProjectRole::Viewer
+            } else {
+                ProjectRole::Contributor
+            };
+            // u0500 holds a grant on no project at first: add once, then change it.
+            match admin.set_project_member_role("bench/p000001", "u0500", role) {
+                Ok(()) => {}
+                Err(turnstile::Error::UserNotExistsOrWithoutAccess { .. }) => admin
+                    .add_project_member("bench/p000001", "u0500", role)
+                    .expect("add"),
+                Err(e) => panic!("{e}"),
+            }
+        })
+    });
+    group.finish();
+    drop(engine);
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("connect");
+    let name = url.rsplit('/').next().expect("a database name");
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+criterion_group!(benches, postgres);
+criterion_main!(benches);
