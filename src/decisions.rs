@@ -10,28 +10,46 @@ use crate::domain::names::{QualifiedProjectName, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::WorkspaceRole;
 use crate::error::{Error, Result};
+use crate::info::Membership;
 use crate::session::Session;
-
-/// A workspace the actor belongs to, as listed by [`Session::workspaces`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Membership {
-    /// The workspace.
-    pub workspace: String,
-    /// The actor's role in it; a service account is always a member.
-    pub role: WorkspaceRole,
-}
 
 impl Session<'_> {
     /// Fails with `PermissionDenied` unless the actor may ask about `subject` on
     /// `project` (H5). Depends only on the workspace part of the name, never on
     /// whether the project exists (A6).
     pub fn may_ask_about(&self, subject: &Principal, project: &str) -> Result<()> {
+        self.ensure_live()?;
+        self.may_ask_about_live(subject, project)
+    }
+
+    /// [`may_ask_about`](Self::may_ask_about) for a caller that proved the session
+    /// live already.
+    fn may_ask_about_live(&self, subject: &Principal, project: &str) -> Result<()> {
+        self.may_ask_memo(subject, project, &mut HashMap::new())
+    }
+
+    /// The H5 check, remembering in `asked` what it read per workspace and subject.
+    fn may_ask_memo(
+        &self,
+        subject: &Principal,
+        project: &str,
+        asked: &mut HashMap<(WorkspaceName, Principal), bool>,
+    ) -> Result<()> {
         if subject == self.actor() {
             return Ok(());
         }
         let name: QualifiedProjectName = project.parse()?;
-        let (admin, member) = self.admin_and_member(&name.workspace, subject)?;
-        if may_ask(self.actor(), subject, admin, member) {
+        let key = (name.workspace.clone(), subject.clone());
+        let allowed = match asked.get(&key) {
+            Some(&allowed) => allowed,
+            None => {
+                let (admin, member) = self.admin_and_member(&name.workspace, subject)?;
+                let allowed = may_ask(self.actor(), subject, admin, member);
+                asked.insert(key, allowed);
+                allowed
+            }
+        };
+        if allowed {
             Ok(())
         } else {
             Err(self.denied_asking(subject, &name.workspace))
@@ -89,7 +107,7 @@ impl Session<'_> {
     ) -> Result<bool> {
         let subject = subject.unwrap_or(self.actor());
         self.ensure_live()?;
-        self.may_ask_about(subject, project)?;
+        self.may_ask_about_live(subject, project)?;
         self.decide.check(subject, project, action)
     }
 
@@ -102,7 +120,7 @@ impl Session<'_> {
     ) -> Result<Option<Access>> {
         let subject = subject.unwrap_or(self.actor());
         self.ensure_live()?;
-        self.may_ask_about(subject, project)?;
+        self.may_ask_about_live(subject, project)?;
         self.decide.explain(subject, project)
     }
 
@@ -120,23 +138,7 @@ impl Session<'_> {
             .iter()
             .map(|(subject, project, action)| {
                 let subject = subject.as_ref().unwrap_or(self.actor());
-                if subject != self.actor() {
-                    let name: QualifiedProjectName = project.parse()?;
-                    let key = (name.workspace.clone(), subject.clone());
-                    let allowed = match asked.get(&key) {
-                        Some(&a) => a,
-                        None => {
-                            let (admin, member) =
-                                self.admin_and_member(&name.workspace, subject)?;
-                            let a = may_ask(self.actor(), subject, admin, member);
-                            asked.insert(key, a);
-                            a
-                        }
-                    };
-                    if !allowed {
-                        return Err(self.denied_asking(subject, &name.workspace));
-                    }
-                }
+                self.may_ask_memo(subject, project, &mut asked)?;
                 self.decide.check(subject, project, *action)
             })
             .collect())

@@ -136,6 +136,24 @@ impl Engine {
         Self::open_with(path, Options::default())
     }
 
+    /// The local file a database location names: the path of a SQLite file (a plain
+    /// path, or a `sqlite:PATH` URL), `None` for a PostgreSQL URL. For front ends that
+    /// must tell a missing file from a database to create.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use turnstile::Engine;
+    /// assert_eq!(Engine::database_file("sqlite:/tmp/acl.db"), Some(Path::new("/tmp/acl.db").into()));
+    /// assert_eq!(Engine::database_file("acl.db"), Some(Path::new("acl.db").into()));
+    /// assert_eq!(Engine::database_file("postgres://db.internal/acl"), None);
+    /// ```
+    pub fn database_file(path: impl AsRef<Path>) -> Option<std::path::PathBuf> {
+        match crate::repo::store::Location::of(path.as_ref()) {
+            crate::repo::store::Location::Sqlite(file) => Some(file),
+            crate::repo::store::Location::Postgres(_) => None,
+        }
+    }
+
     /// [`open`](Self::open) with options.
     ///
     /// ```

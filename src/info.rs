@@ -25,12 +25,12 @@ pub struct UserInfo {
     pub workspaces: Vec<Membership>,
 }
 
-/// A user's role in one workspace.
+/// A principal's role in one workspace: a user's membership, or a service account's own workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Membership {
     /// The workspace.
     pub workspace: String,
-    /// The user's role there.
+    /// The principal's role there; a service account is always a member.
     pub role: WorkspaceRole,
 }
 

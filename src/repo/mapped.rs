@@ -29,12 +29,15 @@ impl MappedWords {
         }
         // SAFETY: `Mmap::map` is unsafe because the file may change under the map, which
         // would break the immutability a `&[u8]` promises. This module never makes a
-        // `&[u8]` (nor calls `Deref`): it reads the mapped words only through
-        // `AtomicU32` (see `load`), whose loads are defined however other processes
-        // write the memory. The other hazard of a file map is the file shrinking under
-        // it (`SIGBUS` on access): see `ChangeProbe` for why the `-shm` and database
-        // files never shrink below these few words while the probe is read; SQLite, which
-        // maps the same `-shm`, relies on the same.
+        // `&[u8]` (nor calls `Deref`): it reads the mapped words only through `AtomicU32`
+        // (see `load`). The other hazard of a file map is `SIGBUS`, raised only by an
+        // access to a page that lies wholly past the end of the file. Every word mapped
+        // here lies in the file's first page, so the access is safe while the file has
+        // at least one byte: SQLite truncates a `-shm` file to 3 bytes when it first
+        // opens it, never to 0, and never truncates a database file to 0 while it is
+        // open (see `ChangeProbe`). What is left: another program truncating either file
+        // to 0 bytes while this process reads it would crash the process, as it would
+        // crash SQLite's own readers of the same map.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
         Ok(Self { map, words })
     }
@@ -49,9 +52,11 @@ impl MappedWords {
         // SAFETY: the map is page-aligned, so `base + i` is 4-aligned; `i < words`, so
         // the word lies inside the mapped length, which is inside the file (checked in
         // `new`); the map lives as long as `self`, so the reference does not outlive it.
-        // `AtomicU32` has the size and alignment of `u32`, and the memory is only ever
-        // read through atomics in this process (the map is read-only); other processes'
-        // stores to it are what the atomic load is for.
+        // `AtomicU32` has the size and alignment of `u32`, and this map is only ever read,
+        // through atomics. SQLite writes the same physical words with plain stores
+        // through its own mapping, which Rust's memory model counts as a data race with
+        // these loads; in practice it is the seqlock SQLite's own readers rely on: a
+        // torn or stale read fails the two-copy check and the caller goes to SQL.
         let word = unsafe { &*base.add(i) };
         word.load(Ordering::Acquire)
     }

@@ -213,6 +213,7 @@ impl Inner {
         let started = Instant::now();
         let mut conn = self.get()?;
         let mut attempt = 0;
+        let mut unique_violations = 0;
         loop {
             attempt += 1;
             let result = {
@@ -225,7 +226,16 @@ impl Inner {
                         waited: started.elapsed(),
                     });
                 }
+                // A unique violation that a fresh attempt's own checks do not turn
+                // into its domain error is no race: after a few tries it is the
+                // storage error it is, as on SQLite, not `Busy`.
+                Err(e) if is_unique_violation(&e) && unique_violations >= MAX_UNIQUE_RETRIES => {
+                    return Err(e);
+                }
                 Err(e) if is_retryable(&e) => {
+                    if is_unique_violation(&e) {
+                        unique_violations += 1;
+                    }
                     if attempt >= MAX_ATTEMPTS || started.elapsed() >= self.busy_timeout {
                         return Err(Error::Busy {
                             waited: started.elapsed(),
@@ -281,6 +291,14 @@ fn is_retryable(e: &Error) -> bool {
             || *s == SqlState::T_R_DEADLOCK_DETECTED
             || *s == SqlState::UNIQUE_VIOLATION
     })
+}
+
+/// How often a transaction is run again after a unique violation: enough for a
+/// concurrent insert of the same key to become visible to the transaction's checks.
+const MAX_UNIQUE_RETRIES: u32 = 3;
+
+fn is_unique_violation(e: &Error) -> bool {
+    sql_state(e).is_some_and(|s| *s == SqlState::UNIQUE_VIOLATION)
 }
 
 fn is_lock_timeout(e: &Error) -> bool {

@@ -52,9 +52,11 @@ impl SigningKey {
             repo.insert_signing_key(&fresh, now_ms())?;
             Ok(fresh.to_vec())
         })?;
-        let mut key = [0u8; 32];
-        // INVARIANT: the schema's CHECK keeps every secret 32 bytes long.
-        key.copy_from_slice(&secret[..32]);
+        // The schema's CHECK keeps every secret 32 bytes long; a row edited by hand
+        // is a storage error, not a panic.
+        let key = <[u8; 32]>::try_from(secret.as_slice()).map_err(|_| {
+            std::io::Error::other("the server's signing key in the database is not 32 bytes")
+        })?;
         Ok(Self(key))
     }
 
@@ -113,13 +115,21 @@ impl SigningKey {
     }
 }
 
-/// An access token and its refresh token.
-#[derive(Debug)]
+/// An access token and its refresh token. `Debug` does not print them.
 pub struct TokenPair {
     /// The access token.
     pub access: String,
     /// The refresh token.
     pub refresh: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("access", &"<redacted>")
+            .field("refresh", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The claims of turnstile's JWTs.
@@ -141,8 +151,16 @@ pub struct Claims {
     pub azp: String,
 }
 
-/// A credential as presented, before it is checked.
-#[derive(Debug)]
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Api(_) => "Credential::Api(<redacted>)",
+            Self::Jwt(_) => "Credential::Jwt(<redacted>)",
+        })
+    }
+}
+
+/// A credential as presented, before it is checked. `Debug` does not print it.
 pub enum Credential {
     /// An API token: turnstile's own, or the `api_key` of a Neptune-format token.
     Api(String),

@@ -211,11 +211,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let ok = state.blocking(|engine, _| engine.store.ping()).await;
     match ok {
         Ok(Ok(_)) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "unavailable", "message": e.to_string() })),
-        )
-            .into_response(),
+        Ok(Err(e)) => {
+            // The cause (a host, a user, a driver's words) is for the operator's log,
+            // not for an unauthenticated caller.
+            if !state.quiet {
+                eprintln!("turnstile: health check: the database does not answer: {e}");
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "status": "unavailable",
+                    "message": "the database does not answer",
+                })),
+            )
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -240,7 +250,7 @@ pub fn serve(db: &Path, args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    if !db.exists() {
+    if Engine::database_file(db).is_some_and(|file| !file.exists()) {
         return Err(format!(
             "database `{}` not found: create it with `turnstile init` or name another with --db",
             db.display()

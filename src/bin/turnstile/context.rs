@@ -22,8 +22,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The database: a SQLite file's path (a `sqlite:PATH` URL read as its path, so
+    /// that every file check sees the real file), or a PostgreSQL URL as given.
     pub fn db_path(&self) -> PathBuf {
-        self.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB))
+        let given = self.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+        Engine::database_file(&given).unwrap_or(given)
     }
 
     /// Opens the existing database; a missing file is an error rather than a new,
