@@ -193,6 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn t6_every_decision_of_a_session_dies_with_its_token() -> Result<()> {
+        let engine = setup()?;
+        let token = engine.issue_user_token("bob", "laptop", None)?;
+        let bob = engine.authenticate(token.secret())?;
+        let me: Principal = "bob".parse()?;
+        assert!(bob.may_ask_about(&me, "ml-team/cls").is_ok());
+        bob.revoke_token(token.id)?;
+        let dead = |r: Result<()>| matches!(r, Err(Error::InvalidToken));
+        assert!(dead(bob.may_ask_about(&me, "ml-team/cls")));
+        assert!(dead(
+            bob.check_for(None, "ml-team/cls", Action::View).map(drop)
+        ));
+        assert!(dead(bob.explain_for(None, "ml-team/cls").map(drop)));
+        assert!(dead(bob.check_batch(&[]).map(drop)));
+        assert!(dead(bob.workspaces().map(drop)));
+        Ok(())
+    }
+
+    #[test]
     fn h5_principal_asks_about_itself() -> Result<()> {
         let engine = setup()?;
         let bob = engine.session_for(&"bob".parse()?)?;

@@ -267,3 +267,85 @@ fn b4_migrate_round_trips_the_standard_workload_with_identical_exports() -> Resu
     assert_eq!(turnstile(&["--db", url, "export"]), exports[0]);
     Ok(())
 }
+
+/// Starts `turnstile serve` on `db` (a path or URL), waits for its address, asks
+/// `/healthz` and one decision with `token`, and stops it. The (status, body) pairs.
+fn serve_and_ask(db: &str, token: &str) -> Vec<(u16, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start turnstile serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("a line");
+    let Some(url) = line.trim().strip_prefix("turnstile: listening on ") else {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("exit");
+        panic!(
+            "`serve --db {db}` did not start: {line:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut answers = Vec::new();
+    let mut health = agent
+        .get(&format!("{url}/healthz"))
+        .call()
+        .expect("healthz");
+    answers.push((
+        health.status().as_u16(),
+        health.body_mut().read_to_string().unwrap_or_default(),
+    ));
+    let mut decision = agent
+        .post(&format!("{url}/api/turnstile/v1/decisions"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(serde_json::json!({"project": "ml-team/cls", "action": "delete"}))
+        .expect("a decision");
+    answers.push((
+        decision.status().as_u16(),
+        decision.body_mut().read_to_string().unwrap_or_default(),
+    ));
+    let _ = child.kill();
+    let _ = child.wait();
+    answers
+}
+
+/// B1 and H1: `turnstile serve --db` takes a `sqlite:` URL and a `postgres://` URL,
+/// like every other command.
+#[test]
+fn b1_serve_takes_sqlite_and_postgres_urls() -> Result<()> {
+    let world = |engine: &Engine| -> Result<String> {
+        engine.create_user("alice")?;
+        engine.create_workspace("ml-team", "alice")?;
+        engine
+            .session_for(&"alice".parse()?)?
+            .create_project("ml-team/cls", Default::default())?;
+        Ok(engine.issue_user_token("alice", "t", None)?.into_secret())
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("acl.db").display());
+    let token = world(&Engine::open(&url)?)?;
+    for (status, body) in serve_and_ask(&url, &token) {
+        assert_eq!(status, 200, "{url}: {body}");
+    }
+
+    let Some(server) = common::require_postgres("b1_serve_takes_sqlite_and_postgres_urls") else {
+        return Ok(());
+    };
+    let db = common::TestDb::postgres(&server);
+    let url = db.target().to_str().expect("a URL").to_owned();
+    let token = world(&db.open()?)?;
+    let answers = serve_and_ask(&url, &token);
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert!(answers[1].1.contains("true"), "{answers:?}");
+    Ok(())
+}
