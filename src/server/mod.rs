@@ -279,7 +279,14 @@ pub fn serve(db: &Path, args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(run(state, args))
+    // The engine is dropped here, after the runtime: dropping it writes the last token
+    // uses and, on PostgreSQL, closes pooled connections with the driver's own
+    // blocking calls, which must not run on the runtime's threads.
+    let engine = state.engine.clone();
+    let result = runtime.block_on(run(state, args));
+    drop(runtime);
+    drop(engine);
+    result
 }
 
 async fn run(state: Arc<AppState>, args: ServeArgs) -> Result<(), String> {

@@ -1,6 +1,8 @@
 """Fixtures: a fresh database, `turnstile serve` on a free loopback port, and
 Neptune-format API tokens for an admin, a plain member, an outsider and a service
-account. The server binary is $TURNSTILE_BIN, else target/debug/turnstile."""
+account. The server binary is $TURNSTILE_BIN, else target/debug/turnstile. The
+database is a new SQLite file, or $TURNSTILE_TEST_DB when set (an empty database on
+either backend, e.g. a postgres:// URL: the suite then runs on PostgreSQL, B1)."""
 
 import json
 import os
@@ -65,7 +67,7 @@ def world(tmp_path_factory):
     """One database and server for the session. Tests make their own projects, named
     after the test, so they do not depend on each other's order."""
     tmp = tmp_path_factory.mktemp("turnstile")
-    db = tmp / "acl.db"
+    db = os.environ.get("TURNSTILE_TEST_DB") or tmp / "acl.db"
     admin = cli(db, "init", "--workspace", "ml-team", "--admin", "alice").strip()
     for user in ("bob", "carol", "dave", "erin", "frank", "gina"):
         cli(db, "user", "create", user)
