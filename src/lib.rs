@@ -1,5 +1,6 @@
-//! turnstile: an embedded access-control engine for Neptune-style workspaces, users,
-//! service accounts and projects, backed by one SQLite file.
+//! turnstile: an access-control engine for Neptune-style workspaces, users, service
+//! accounts and projects, backed by one SQLite file or by PostgreSQL, with a CLI and an
+//! HTTP server (feature `server`) that speaks Neptune's management API.
 //!
 //! - [`Engine`] opens the database, bootstraps users and workspaces, authenticates
 //!   tokens and answers [`Engine::check`]: may this principal do this to this project?
