@@ -586,9 +586,17 @@ impl Engine {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<crate::ImportSummary> {
         let now = now_ms();
-        let summary = self
-            .store
-            .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))?;
+        let bulk = crate::snapshot::is_bulk(snapshot);
+        let summary = self.store.write(|repo| {
+            let suspended = if bulk {
+                repo.suspend_secondary_structures()?
+            } else {
+                Vec::new()
+            };
+            let summary = crate::snapshot::import(repo, snapshot, now, &mut progress)?;
+            repo.restore_secondary_structures(suspended)?;
+            Ok(summary)
+        })?;
         self.store.checkpoint();
         Ok(summary)
     }

@@ -449,6 +449,21 @@ pub(crate) fn import<R: Repository + ?Sized>(
     Ok(summary)
 }
 
+/// Whether a snapshot is large enough that loading it without the secondary indexes
+/// and rebuilding them at the end beats updating them row by row (measured: the
+/// standard workload's shape, 200,000 projects).
+pub(crate) fn is_bulk(snapshot: &Snapshot) -> bool {
+    snapshot
+        .workspaces
+        .iter()
+        .map(|w| w.projects.len())
+        .sum::<usize>()
+        >= BULK_PROJECTS
+}
+
+/// See [`is_bulk`].
+const BULK_PROJECTS: usize = 50_000;
+
 /// Reads the whole model back as a snapshot. Never includes token secrets (they are
 /// not stored) nor the audit log.
 pub(crate) fn export<R: Repository + ?Sized>(repo: &R) -> Result<Snapshot> {

@@ -687,3 +687,47 @@ fn d6_the_log_shrinks_once_a_foreign_reader_lets_go() -> Result<()> {
     assert_eq!(integrity(&db), "ok");
     Ok(())
 }
+
+/// A large import drops the secondary indexes and the A7/R7 triggers for the length of
+/// its transaction and puts them back before it commits: after it, or after it fails,
+/// the schema is exactly as before, and the triggers refuse what they refused.
+#[test]
+fn d3_a_bulk_import_puts_back_every_index_and_trigger() -> Result<()> {
+    let (_dir, db) = closed_world()?;
+    let schema = || -> Vec<(String, String)> {
+        let conn = raw(&db);
+        let mut stmt = conn
+            .prepare("SELECT name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .expect("a query");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .map(|r| r.expect("a row"))
+            .collect()
+    };
+    let before = schema();
+    let engine = Engine::open(&db)?;
+    let mut bad = bulk_snapshot(50_000, "");
+    let again = bad.workspaces[0].projects[7].clone();
+    bad.workspaces[0].projects.push(again);
+    assert!(matches!(
+        engine.import(&bad),
+        Err(Error::ProjectAlreadyExists { .. })
+    ));
+    assert_eq!(
+        schema(),
+        before,
+        "a failed bulk import leaves the schema as it was"
+    );
+    engine.import(&bulk_snapshot(50_000, ""))?;
+    assert_eq!(schema(), before, "a bulk import puts everything back");
+    // The A7 trigger is back: a grant for a user outside the workspace is refused.
+    let refused = raw(&db).execute(
+        "INSERT INTO user_grants (project_id, user_id, role)
+         SELECT p.id, u.id, 1 FROM projects p, users u
+         WHERE p.name = 'p000001' AND u.name = 'alice'",
+        [],
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(integrity(&db), "ok");
+    Ok(())
+}

@@ -488,6 +488,23 @@ pub trait Repository {
     /// Stores a signing key (32 bytes).
     fn insert_signing_key(&self, secret: &[u8], now: i64) -> Result<()>;
 
+    /// Before a bulk load inside the current transaction: drops what a bulk load is
+    /// faster without (secondary indexes, the second-line triggers that restate checks
+    /// the load makes itself), returning what [`restore_secondary_structures`] needs
+    /// to put it back in the same transaction. The default keeps everything.
+    ///
+    /// [`restore_secondary_structures`]: Repository::restore_secondary_structures
+    fn suspend_secondary_structures(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Puts back, in the same transaction, what
+    /// [`suspend_secondary_structures`](Repository::suspend_secondary_structures) dropped.
+    fn restore_secondary_structures(&self, suspended: Vec<String>) -> Result<()> {
+        debug_assert!(suspended.is_empty());
+        Ok(())
+    }
+
     /// The active service account with this full name and its workspace; fails with
     /// `ServiceAccountNotFound` when there is none or it is deactivated (S3).
     fn active_service_account(

@@ -1072,7 +1072,47 @@ fn owner_params(owner: TokenOwner) -> (Option<i64>, Option<i64>) {
     }
 }
 
+/// What a bulk load drops and puts back (see
+/// [`Repository::suspend_secondary_structures`]): the indexes that inserts in
+/// project order would update at random, rebuilt by one sort each at the end, and the
+/// triggers that restate A7 and R7 for every grant, which the load checks itself.
+const BULK_SUSPENDED: [&str; 6] = [
+    "user_grants_by_user",
+    "service_account_grants_by_account",
+    "projects_by_visibility",
+    "projects_by_skeleton",
+    "user_grant_needs_membership",
+    "service_account_grant_in_own_workspace",
+];
+
 impl Repository for SqliteRepo<'_> {
+    fn suspend_secondary_structures(&self) -> Result<Vec<String>> {
+        let mut saved = Vec::new();
+        for name in BULK_SUSPENDED {
+            let found: Option<(String, String)> = self
+                .conn
+                .query_row(
+                    "SELECT type, sql FROM sqlite_master WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((kind, sql)) = found {
+                let drop = if kind == "index" { "INDEX" } else { "TRIGGER" };
+                self.conn.execute_batch(&format!("DROP {drop} {name}"))?;
+                saved.push(sql);
+            }
+        }
+        Ok(saved)
+    }
+
+    fn restore_secondary_structures(&self, suspended: Vec<String>) -> Result<()> {
+        for sql in suspended {
+            self.conn.execute_batch(&sql)?;
+        }
+        Ok(())
+    }
+
     fn user(&self, name: &Username) -> Result<Option<UserRecord>> {
         Ok(self
             .conn
