@@ -12,10 +12,37 @@ pub fn non_empty(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() || m.len() > 0)
 }
 
-/// Whether `--db` names a PostgreSQL database (B1) rather than a file.
+/// Whether `--db` names a PostgreSQL database (B1) rather than a file: the library
+/// reads the location, so the CLI and `Engine::open` never disagree.
 pub fn is_server_url(db: &Path) -> bool {
-    db.to_str()
-        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    turnstile::Engine::database_file(db).is_none()
+}
+
+/// Loads `snapshot` into `engine` in one transaction, with a progress bar on a
+/// terminal that says `verb` (`importing`, `migrating`).
+pub fn import_with_bar(
+    engine: &turnstile::Engine,
+    snapshot: &turnstile::Snapshot,
+    verb: &str,
+) -> Result<turnstile::ImportSummary, Failure> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use std::io::IsTerminal;
+    let projects: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(projects as u64).with_style(
+            ProgressStyle::with_template(&format!("{verb} projects [{{bar:40}}] {{pos}}/{{len}}"))
+                .expect("a valid template")
+                .progress_chars("=> "),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = engine.import_with_progress(snapshot, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    Ok(result?)
 }
 
 /// Whether a database on a server holds a model already (any user or workspace).

@@ -1,16 +1,15 @@
 //! `import` and `export`: the whole model to and from a JSON or CSV file (the formats
 //! are in [`crate::transfer`]).
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use turnstile::Engine;
 
 use crate::context::Context;
-use crate::files::{PendingDatabase, non_empty};
+use crate::files::{PendingDatabase, import_with_bar, non_empty};
 use crate::output::{Failure, Output};
 use crate::transfer::{self, Format};
 
@@ -62,22 +61,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
         Some(PendingDatabase::beside(&target)?)
     };
     let engine = Engine::open(pending.as_ref().map_or(target.as_path(), |p| p.path()))?;
-    let projects: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(projects as u64).with_style(
-            ProgressStyle::with_template("importing projects [{bar:40}] {pos}/{len}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
-    let result = engine.import_with_progress(&snapshot, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    });
-    bar.finish_and_clear();
-    let summary = result?;
+    let summary = import_with_bar(&engine, &snapshot, "importing")?;
     drop(engine);
     if let Some(pending) = pending {
         pending.install()?;

@@ -1,15 +1,17 @@
 //! `turnstile migrate`: a whole model from one database to another, on either backend
 //! (SPEC B4).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use turnstile::{Engine, Options};
+use turnstile::Engine;
 
-use crate::files::{PendingDatabase, is_server_url, non_empty, server_database_in_use};
+use crate::context::Context;
+
+use crate::files::{
+    PendingDatabase, import_with_bar, is_server_url, non_empty, server_database_in_use,
+};
 use crate::output::{Failure, Output};
 
 /// `turnstile migrate --from DB --to DB`.
@@ -24,37 +26,33 @@ pub struct MigrateArgs {
     pub to: PathBuf,
 }
 
-fn open_source(from: &PathBuf) -> Result<Engine, Failure> {
-    if !is_server_url(from) && !from.exists() {
-        return Err(Failure::missing_database(format!(
-            "database `{}` not found",
-            from.display()
-        )));
-    }
-    let options = Options {
-        read_only: true,
-        ..Options::default()
-    };
-    match Engine::open_with(from, options) {
-        Ok(engine) => Ok(engine),
-        Err(turnstile::Error::SchemaNeedsUpgrade { .. }) => Ok(Engine::open(from)?),
-        Err(e) => Err(e.into()),
+/// The database a command names, as the CLI's other commands read it (a `sqlite:`
+/// URL as its file).
+fn context_of(db: &std::path::Path) -> Context {
+    Context {
+        db: Some(db.to_owned()),
+        json: false,
+        db_from_env: false,
+        token: None,
     }
 }
 
 pub fn migrate(args: MigrateArgs) -> Result<Output, Failure> {
-    let source = open_source(&args.from)?;
+    // Read-only, as every command that only reads: a missing file is refused, an older
+    // one upgraded once.
+    let source = context_of(&args.from).open_for_reading()?;
+    let to = context_of(&args.to).db_path();
     // One read transaction: a consistent model, whatever writes go on meanwhile.
     let snapshot = source.export()?;
     drop(source);
 
-    let server = is_server_url(&args.to);
-    if !server && non_empty(&args.to) {
+    let server = is_server_url(&to);
+    if !server && non_empty(&to) {
         return Err(Failure::conflict(
             "DatabaseExists",
             format!(
                 "database `{}` already exists: migrate copies into a new file or an empty PostgreSQL database",
-                args.to.display()
+                to.display()
             ),
         ));
     }
@@ -63,31 +61,16 @@ pub fn migrate(args: MigrateArgs) -> Result<Output, Failure> {
     let pending = if server {
         None
     } else {
-        Some(PendingDatabase::beside(&args.to)?)
+        Some(PendingDatabase::beside(&to)?)
     };
-    let target = Engine::open(pending.as_ref().map_or(args.to.as_path(), |p| p.path()))?;
+    let target = Engine::open(pending.as_ref().map_or(to.as_path(), |p| p.path()))?;
     if server && server_database_in_use(&target)? {
         return Err(Failure::conflict(
             "DatabaseExists",
             "the target database already holds a model: migrate copies into an empty one",
         ));
     }
-    let projects: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(projects as u64).with_style(
-            ProgressStyle::with_template("migrating projects [{bar:40}] {pos}/{len}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
-    let result = target.import_with_progress(&snapshot, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    });
-    bar.finish_and_clear();
-    let summary = result?;
+    let summary = import_with_bar(&target, &snapshot, "migrating")?;
     drop(target);
     if let Some(pending) = pending {
         pending.install()?;
