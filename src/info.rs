@@ -108,21 +108,10 @@ impl Engine {
     /// ```
     pub fn list_workspaces(&self) -> Result<Vec<WorkspaceStatus>> {
         self.store.read(|repo| {
-            let mut all = Vec::new();
-            for ws in repo.workspaces()? {
-                let counts = repo.workspace_counts(ws.id)?;
-                all.push(WorkspaceStatus {
-                    workspace: ws.name.to_string(),
-                    admins: counts.admins,
-                    members: counts.members,
-                    projects: counts.projects,
-                    active_service_accounts: counts.active_service_accounts,
-                    deactivated_service_accounts: counts.deactivated_service_accounts,
-                    service_account_limit: ws.service_account_limit,
-                    allow_public_projects: ws.allow_public_projects,
-                });
-            }
-            Ok(all)
+            repo.workspaces()?
+                .iter()
+                .map(|ws| crate::session::status_of(repo, ws))
+                .collect()
         })
     }
 }

@@ -970,12 +970,13 @@ impl<'e> Session<'e> {
     pub fn workspace_status(&self, workspace: &str) -> Result<WorkspaceStatus> {
         let name: WorkspaceName = workspace.parse()?;
         self.query(|ctx| {
-            ctx.require_workspace(&name, WorkspaceAction::ListMembers, WS_STATUS, || {
-                Error::WorkspaceNotFound {
-                    workspace: name.to_string(),
-                }
-            })?;
-            status(ctx.repo, &name)
+            let (ws, _) =
+                ctx.require_workspace(&name, WorkspaceAction::ListMembers, WS_STATUS, || {
+                    Error::WorkspaceNotFound {
+                        workspace: name.to_string(),
+                    }
+                })?;
+            status_of(ctx.repo, &ws)
         })
     }
 
@@ -1527,6 +1528,14 @@ fn status<R: Repository + ?Sized>(repo: &R, name: &WorkspaceName) -> Result<Work
         .ok_or_else(|| Error::WorkspaceNotFound {
             workspace: name.to_string(),
         })?;
+    status_of(repo, &ws)
+}
+
+/// The status of a workspace whose record the caller holds.
+pub(crate) fn status_of<R: Repository + ?Sized>(
+    repo: &R,
+    ws: &WorkspaceRecord,
+) -> Result<WorkspaceStatus> {
     let counts = repo.workspace_counts(ws.id)?;
     Ok(WorkspaceStatus {
         workspace: ws.name.to_string(),

@@ -40,11 +40,17 @@ fn file_bytes(path: &Path) -> u64 {
 }
 
 fn resident_bytes() -> u64 {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A memory figure of this process from `/proc/self/status` (`field` is `VmRSS:`,
+/// `VmHWM:`, ...), in bytes; 0 where there is no such file.
+fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
@@ -364,14 +370,7 @@ fn import_million(c: &mut Criterion) {
 }
 
 fn peak_resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_status_bytes("VmHWM:")
 }
 
 criterion_group!(standard, benches, import_million);
