@@ -79,6 +79,49 @@ fn b4_newer_postgres_schema_is_refused_and_left_untouched() -> Result<()> {
 }
 
 #[test]
+fn b4_a_version_2_postgres_schema_gets_the_check_index() -> Result<()> {
+    let Some(server) =
+        common::require_postgres("b4_a_version_2_postgres_schema_gets_the_check_index")
+    else {
+        return Ok(());
+    };
+    let db = common::TestDb::postgres(&server);
+    let engine = db.open()?;
+    engine.create_user("alice")?;
+    engine.create_workspace("ml-team", "alice")?;
+    engine
+        .session_for(&"alice".parse()?)?
+        .create_project("ml-team/Classification", Default::default())?;
+    drop(engine);
+    let url = db.target().to_str().expect("a URL").to_owned();
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    raw.batch_execute("DROP INDEX projects_by_name; UPDATE turnstile_schema SET version = 2")
+        .expect("back to version 2");
+
+    let engine = Engine::open(&url)?;
+    let version: i32 = raw
+        .query_one("SELECT version FROM turnstile_schema", &[])
+        .expect("the version")
+        .get(0);
+    let index: Option<String> = raw
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'projects_by_name'",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .ok();
+    assert_eq!(version, 3, "B4: migrated");
+    assert!(
+        index
+            .as_deref()
+            .is_some_and(|i| i.contains("INCLUDE (visibility)")),
+        "B4: the upgrade creates projects_by_name, got {index:?}"
+    );
+    assert!(engine.check(&"alice".parse()?, "ml-team/classification", Action::Manage)?);
+    Ok(())
+}
+
+#[test]
 fn b2_serializable_writers_from_many_engines_all_succeed_and_keep_the_sa_limit() -> Result<()> {
     let Some(server) = common::require_postgres(
         "b2_serializable_writers_from_many_engines_all_succeed_and_keep_the_sa_limit",
