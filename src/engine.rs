@@ -76,15 +76,22 @@ fn facts_key_parts<'a>(principal: &'a Principal, project: &'a str) -> [&'a str; 
 struct TokenEntry {
     digest: token::TokenDigest,
     id: TokenId,
-    principal: Principal,
+    /// Shared, so that a hit costs no copy of the names.
+    principal: Arc<Principal>,
     expires_at: Option<i64>,
     /// The last use recorded in the database.
     last_used_at: Option<i64>,
+    /// Whether this entry's use was noted already (T7). The entry dies with the next
+    /// commit, the batch of uses included, so noting it again before then would only
+    /// take the lock of the pending uses to find it there. Set once the stored last use
+    /// is due for an update, so that a token used for hours without a commit is noted
+    /// when its last use turns a minute old.
+    noted: std::sync::atomic::AtomicBool,
 }
 
 /// A live token's principal, as [`Engine::principal_of_token`] finds it.
 struct Bearer {
-    principal: Principal,
+    principal: Arc<Principal>,
     token: TokenId,
 }
 
@@ -318,7 +325,7 @@ impl Engine {
             &self.store,
             &self.uses,
             self,
-            bearer.principal,
+            Arc::unwrap_or_clone(bearer.principal),
             Some(bearer.token),
         ))
     }
@@ -384,15 +391,24 @@ impl Engine {
         let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
         if let Some((cache, stamp)) = &cached
             && let Some(hit) = cache.tokens.get(stamp, hash, |e| {
-                (e.digest == digest)
-                    .then(|| (e.id, e.expires_at, e.last_used_at, e.principal.clone()))
+                (e.digest == digest).then(|| {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    // A load first: the common case writes nothing to the shared line.
+                    let note = !e.noted.load(Relaxed)
+                        && crate::uses::due(e.last_used_at, now)
+                        && !e.noted.swap(true, Relaxed);
+                    let note = note.then_some(e.last_used_at);
+                    (e.id, e.expires_at, note, e.principal.clone())
+                })
             })
         {
-            let (id, expires_at, last_used_at, principal) = hit;
+            let (id, expires_at, note, principal) = hit;
             if expires_at.is_some_and(|e| e <= now) {
                 return Err(Error::InvalidToken);
             }
-            self.uses.note(id, last_used_at, now);
+            if let Some(last_used_at) = note {
+                self.uses.note(id, last_used_at, now);
+            }
             return Ok(Bearer {
                 principal,
                 token: id,
@@ -407,18 +423,20 @@ impl Engine {
         };
         let t = &found.token;
         self.uses.note(t.id, t.last_used_at, now);
+        let principal = Arc::new(found.principal);
         if let Some((cache, stamp)) = &cached {
             let entry = TokenEntry {
                 digest,
                 id: t.id,
-                principal: found.principal.clone(),
+                principal: principal.clone(),
                 expires_at: t.expires_at,
                 last_used_at: t.last_used_at,
+                noted: crate::uses::due(t.last_used_at, now).into(),
             };
             cache.tokens.insert(stamp, hash, entry);
         }
         Ok(Bearer {
-            principal: found.principal,
+            principal,
             token: t.id,
         })
     }
@@ -518,7 +536,7 @@ impl Engine {
             return self.facts_from_storage(principal, project);
         };
         let parts = facts_key_parts(principal, project);
-        let hash = cache.facts.hash(parts);
+        let hash = cache.facts.hash(&parts.map(str::as_bytes));
         let hit = cache.facts.get(&stamp, hash, |e| {
             e.key.matches(&parts).then_some((e.standing, e.visibility))
         });

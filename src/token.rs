@@ -161,21 +161,28 @@ pub fn well_formed(token: &str) -> bool {
     let body = &bytes[PREFIX.len()..PREFIX.len() + BODY_LEN];
     let check = &bytes[PREFIX.len() + BODY_LEN..];
     // The last base64 character of a 32-byte body carries 4 bits of padding; a body
-    // that does not decode to exactly 32 bytes was not made here.
+    // that does not decode to exactly 32 bytes was not made here. Decoded on the stack:
+    // this runs on every `authorize`.
+    let mut raw = [0u8; RANDOM_BYTES + 3];
     let decodes = URL_SAFE_NO_PAD
-        .decode(body)
-        .is_ok_and(|raw| raw.len() == RANDOM_BYTES);
-    decodes && checksum(body).as_bytes() == check
+        .decode_slice(body, &mut raw)
+        .is_ok_and(|len| len == RANDOM_BYTES);
+    decodes && checksum_digits(body) == check
 }
 
 fn checksum(body: &[u8]) -> String {
+    checksum_digits(body).iter().map(|&b| b as char).collect()
+}
+
+/// The CRC32 of `body` in [`CHECK_LEN`] base62 digits.
+fn checksum_digits(body: &[u8]) -> [u8; CHECK_LEN] {
     let mut n = crc32fast::hash(body);
     let mut out = [b'0'; CHECK_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 fn digest(token: &str) -> TokenDigest {

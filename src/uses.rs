@@ -54,7 +54,7 @@ impl TokenUses {
     /// Notes a use of `token` at `now`, unless the stored last use (`recorded`) is
     /// less than a minute old. Never writes.
     pub(crate) fn note(&self, token: TokenId, recorded: Option<i64>, now: i64) {
-        if recorded.is_some_and(|at| now - at < RESOLUTION_MS) {
+        if !due(recorded, now) {
             return;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,6 +89,12 @@ impl TokenUses {
             }
         }
     }
+}
+
+/// Whether a use at `now` of a token whose stored last use is `recorded` is to be
+/// noted: no use stored, or the stored one a minute old or more.
+pub(crate) fn due(recorded: Option<i64>, now: i64) -> bool {
+    recorded.is_none_or(|at| now - at >= RESOLUTION_MS)
 }
 
 /// Stores a batch of uses, inside the caller's transaction.

@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::fs::File;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 
 /// The first bytes of a file, mapped read-only and shared, so that every write any
 /// process makes to them is seen. Read only as aligned 32-bit words with atomic loads:
@@ -42,23 +42,28 @@ impl MappedWords {
         Ok(Self { map, words })
     }
 
-    /// The `i`th 32-bit word of the file, in the machine's byte order. An acquire load:
-    /// loads after it in program order are not moved before it, which the two-copy
-    /// check of the WAL-index header relies on (SQLite's writer stores the second copy,
-    /// then a barrier, then the first; the reader loads the first, then the second).
-    pub(crate) fn load(&self, i: usize) -> u32 {
-        assert!(i < self.words, "word {i} of a {}-word map", self.words);
+    /// The mapped words, in the machine's byte order, to be read with acquire loads
+    /// only: a load after another in program order is not moved before it, which the
+    /// two-copy check of the WAL-index header relies on (SQLite's writer stores the
+    /// second copy, then a barrier, then the first; the reader loads the first, then the
+    /// second). One slice, so that a caller reading many words checks bounds once.
+    pub(crate) fn words(&self) -> &[AtomicU32] {
         let base = self.map.as_ptr().cast::<AtomicU32>();
-        // SAFETY: the map is page-aligned, so `base + i` is 4-aligned; `i < words`, so
-        // the word lies inside the mapped length, which is inside the file (checked in
-        // `new`); the map lives as long as `self`, so the reference does not outlive it.
-        // `AtomicU32` has the size and alignment of `u32`, and this map is only ever read,
-        // through atomics. SQLite writes the same physical words with plain stores
-        // through its own mapping, which Rust's memory model counts as a data race with
-        // these loads; in practice it is the seqlock SQLite's own readers rely on: a
-        // torn or stale read fails the two-copy check and the caller goes to SQL.
-        let word = unsafe { &*base.add(i) };
-        word.load(Ordering::Acquire)
+        // SAFETY: the map is page-aligned, so `base` is 4-aligned; `words` words of 4
+        // bytes lie inside the mapped length, which is inside the file (checked in
+        // `new`); the slice borrows `self`, so it does not outlive the map. `AtomicU32`
+        // has the size and alignment of `u32`, and this map is only ever read, through
+        // atomics. SQLite writes the same physical words with plain stores through its
+        // own mapping, which Rust's memory model counts as a data race with these loads;
+        // in practice it is the seqlock SQLite's own readers rely on: a torn or stale
+        // read fails the two-copy check and the caller goes to SQL.
+        unsafe { std::slice::from_raw_parts(base, self.words) }
+    }
+
+    /// The `i`th 32-bit word of the file (see [`words`](Self::words)).
+    #[cfg(test)]
+    pub(crate) fn load(&self, i: usize) -> u32 {
+        self.words()[i].load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -252,13 +252,15 @@ impl ChangeProbe {
         if let Some((shm, db)) = &self.mapped {
             // SQLite's reader order: the first copy, then the second; its writer stores
             // the second, then the first, so equal copies are one whole header.
-            for (i, word) in stamp[..HEADER_WORDS].iter_mut().enumerate() {
-                *word = shm.load(i);
+            use std::sync::atomic::Ordering::Acquire;
+            let (first, second) = shm.words().split_at(HEADER_WORDS);
+            for (word, mapped) in stamp.iter_mut().zip(first) {
+                *word = mapped.load(Acquire);
             }
-            if (0..HEADER_WORDS).any(|i| shm.load(HEADER_WORDS + i) != stamp[i]) {
+            if stamp.iter().zip(second).any(|(w, m)| *w != m.load(Acquire)) {
                 return None;
             }
-            stamp[HEADER_WORDS] = db.load(CHANGE_COUNTER_WORD);
+            stamp[HEADER_WORDS] = db.words()[CHANGE_COUNTER_WORD].load(Acquire);
             return Some(stamp);
         }
         use std::os::unix::fs::FileExt;
