@@ -26,13 +26,17 @@ use crate::domain::access::Standing;
 use crate::domain::names::fold;
 use crate::error::Error;
 
-/// The schema, applied whole to a new database (B4).
+/// The schema at version [`BASE_VERSION`], applied to a new database, which the
+/// [`UPGRADES`] then bring to [`SCHEMA_VERSION`] in the same transaction (B4).
 pub(crate) const SCHEMA: &str = include_str!("../../schema_postgres.sql");
-/// The schema version this build writes: the row of `turnstile_schema`. The numbers
-/// are SQLite's (D1); PostgreSQL support began at version 2.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
-/// `UPGRADES[n - 2]` brings version `n` to `n + 1`; empty until version 3.
-const UPGRADES: [&str; SCHEMA_VERSION as usize - 2] = [];
+/// The version [`SCHEMA`] creates: PostgreSQL support began at version 2.
+const BASE_VERSION: i64 = 2;
+/// The schema version this build writes: the row of `turnstile_schema`. The
+/// PostgreSQL schema is versioned on its own, as SQLite's is (D1).
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// `UPGRADES[n - 2]` brings version `n` to `n + 1`.
+const UPGRADES: [&str; (SCHEMA_VERSION - BASE_VERSION) as usize] =
+    [include_str!("../../schema_postgres_notify.sql")];
 
 /// How many times a write transaction runs before the call fails with `Busy` (B2).
 const MAX_ATTEMPTS: u32 = 40;
@@ -81,6 +85,8 @@ impl r2d2::ManageConnection for Manager {
 
 struct Inner {
     pool: r2d2::Pool<Manager>,
+    /// What the pool connects with, for connections of other kinds (the listener).
+    config: ::postgres::Config,
     busy_timeout: Duration,
     read_only: bool,
 }
@@ -126,7 +132,7 @@ impl PgStore {
         }
         drop(client);
         let manager = Manager {
-            config,
+            config: config.clone(),
             lock_timeout: options.busy_timeout,
         };
         let pool = r2d2::Pool::builder()
@@ -137,6 +143,7 @@ impl PgStore {
             .build_unchecked(manager);
         Ok(Self(Arc::new(Inner {
             pool,
+            config,
             busy_timeout: options.busy_timeout,
             read_only: options.read_only,
         })))
@@ -167,6 +174,16 @@ impl PgStore {
         let mut conn = self.0.get()?;
         let PgConn { client, statements } = &mut *conn;
         f(&PgRepo::new(client, statements))
+    }
+
+    /// A listener for the decision cache, on a connection of its own (B3).
+    pub(crate) fn listener(&self, bound: Duration) -> Result<super::pg_listen::Listener> {
+        let mut config = self.0.config.clone();
+        // Named, so that an operator can tell it in `pg_stat_activity`.
+        config.application_name("turnstile-listen");
+        Ok(super::pg_listen::Listener::start(bound, move || {
+            config.connect(NoTls)
+        })?)
     }
 
     pub(crate) fn ping(&self) -> Result<()> {
@@ -350,10 +367,10 @@ fn migrate(client: &mut Client) -> Result<()> {
             refuse_newer(version)?;
             if version == 0 {
                 tx.batch_execute(SCHEMA)?;
-                version = SCHEMA_VERSION;
+                version = BASE_VERSION;
             }
             while version < SCHEMA_VERSION {
-                let step = usize::try_from(version - 2)
+                let step = usize::try_from(version - BASE_VERSION)
                     .ok()
                     .and_then(|v| UPGRADES.get(v))
                     .ok_or_else(|| {
