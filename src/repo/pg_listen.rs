@@ -22,7 +22,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ::postgres::Client;
@@ -60,7 +59,8 @@ impl Shared {
 /// The listener of one engine. Dropping it stops its thread.
 pub(crate) struct Listener {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Closed by the thread when it ends.
+    ended: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 impl Listener {
@@ -77,15 +77,19 @@ impl Listener {
             bound: bound.max(MIN_BOUND),
             stop: AtomicBool::new(false),
         });
-        let thread = std::thread::Builder::new()
+        let (ending, ended) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("turnstile-listen".into())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || listen(&shared, &connect)
+                move || {
+                    listen(&shared, &connect);
+                    drop(ending);
+                }
             })?;
         Ok(Self {
             shared,
-            thread: Some(thread),
+            ended: std::sync::Mutex::new(ended),
         })
     }
 
@@ -112,16 +116,18 @@ impl Listener {
 }
 
 impl Drop for Listener {
+    /// Stops the thread, and waits a moment for it to close its connection; a thread
+    /// held up connecting to a server that does not answer is left to end on its own.
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Ok(ended) = self.ended.get_mut() {
+            let _ = ended.recv_timeout(Duration::from_secs(1));
         }
     }
 }
 
 /// How long a heartbeat may stay out before the connection is given up.
-fn reconnect_after(bound: Duration) -> Duration {
+pub(crate) fn reconnect_after(bound: Duration) -> Duration {
     (bound * 10).max(Duration::from_secs(10))
 }
 
@@ -135,12 +141,22 @@ fn listen(shared: &Shared, connect: &dyn Fn() -> Result<Client, ::postgres::Erro
     let heartbeat = shared.bound / 4;
     // The thread looks at `stop` at least this often.
     let poll = heartbeat.min(Duration::from_millis(50));
+    let mut failures = 0u32;
     while !shared.stop.load(Ordering::Acquire) {
         match connect() {
             Ok(mut client) => {
+                failures = 0;
                 let _ = listen_on(shared, &mut client, heartbeat, poll);
             }
-            Err(_) => std::thread::sleep(poll),
+            Err(_) => {
+                // A server that is down is asked again at most once a second.
+                failures = failures.saturating_add(1);
+                let wait = (poll * failures).min(Duration::from_secs(1));
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !shared.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(poll.min(until - Instant::now()));
+                }
+            }
         }
         // Whatever was heard on the lost connection vouches for nothing now.
         shared.confirmed.store(0, Ordering::Release);

@@ -181,6 +181,14 @@ impl PgStore {
         let mut config = self.0.config.clone();
         // Named, so that an operator can tell it in `pg_stat_activity`.
         config.application_name("turnstile-listen");
+        // A connection that died without a word (a half-open TCP connection) is found
+        // out by the kernel within seconds, and the listener reconnects.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3)
+            .tcp_user_timeout(super::pg_listen::reconnect_after(bound));
         Ok(super::pg_listen::Listener::start(bound, move || {
             config.connect(NoTls)
         })?)
