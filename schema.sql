@@ -1,10 +1,11 @@
--- turnstile schema, version 2 (PRAGMA user_version = 2).
+-- turnstile schema, version 3 (PRAGMA user_version = 3).
 --
 -- This file is the whole current schema, applied to a new database. An older database
 -- is brought up to date by the steps of `UPGRADES` in src/repo/sqlite.rs (D1):
 --   1 -> 2  project names in NFC, their keys recomputed by Unicode caseless matching (N3)
 --           and their UTS #39 skeletons added (N7); audit actor and target keys (L2);
 --           signing_keys (H4)
+--   2 -> 3  projects_by_name, the check's covering index
 --
 -- Embedded in the library with include_str! and applied to a new database in one
 -- transaction. Enumerations are small integers so that SQL can compare and max() them:
@@ -71,6 +72,11 @@ CREATE TABLE projects (
 );
 
 CREATE INDEX projects_by_skeleton ON projects (workspace_id, name_skeleton);
+
+-- The check (one statement from names to facts) finds a project by its name key and
+-- needs only its id and visibility: with this covering index that is one index
+-- look-up, where the UNIQUE index above needs a second one into the table's rows.
+CREATE INDEX projects_by_name ON projects (workspace_id, name_key, visibility);
 
 -- Lists: a workspace's projects of one visibility in name order, covering, so that a
 -- list or a page is a range scan with no sort and no look-up per row.

@@ -1,4 +1,4 @@
--- turnstile schema for PostgreSQL 14 or newer, version 2 (the same version numbers
+-- turnstile schema for PostgreSQL 14 or newer, version 3 (the same version numbers
 -- as schema.sql; the row of turnstile_schema holds it, as PRAGMA user_version does on
 -- SQLite). The same tables, constraints and triggers as schema.sql, in PostgreSQL's
 -- dialect; upgrades are the steps of `UPGRADES` in src/repo/postgres.rs (B4).
@@ -70,6 +70,9 @@ CREATE TABLE projects (
 
 CREATE INDEX projects_by_skeleton ON projects (workspace_id, name_skeleton);
 CREATE INDEX projects_by_visibility ON projects (workspace_id, visibility, name_key) INCLUDE (name);
+-- The check's covering index (version 3), as on SQLite: a project by its name key,
+-- with its visibility, in one index look-up.
+CREATE INDEX projects_by_name ON projects (workspace_id, name_key) INCLUDE (visibility);
 
 CREATE TABLE user_grants (
     project_id  BIGINT  NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
@@ -199,4 +202,4 @@ CREATE TABLE signing_keys (
     created_at  BIGINT  NOT NULL
 );
 
-INSERT INTO turnstile_schema (version) VALUES (2);
+INSERT INTO turnstile_schema (version) VALUES (3);

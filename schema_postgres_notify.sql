@@ -1,4 +1,4 @@
--- Version 3 (SPEC B3): every statement that changes what a decision or an
+-- Version 4 (SPEC B3): every statement that changes what a decision or an
 -- authentication reads notifies channel `turnstile_changes` when its transaction
 -- commits, so that an engine with the opt-in decision cache (src/repo/pg_listen.rs)
 -- hears every change, whoever made it: another turnstile process, or plain SQL.

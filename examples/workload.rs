@@ -5,7 +5,12 @@
 //! ```text
 //! cargo run --release --example workload -- load 100000 /tmp/w100k.db
 //! cargo run --release --example workload -- check 100000 /tmp/w100k.db [--cache]
+//! cargo run --release --example workload -- check 100000 /tmp/w100k.db --rounds 1 --queries 20000
 //! ```
+//!
+//! `--rounds` and `--queries` shorten the run, for a profiler such as
+//! `valgrind --tool=callgrind`, whose count per check is then the whole count minus
+//! that of a run with `--queries 0`, divided by the queries.
 
 #[path = "../benches/standard/workload.rs"]
 mod workload;
@@ -27,7 +32,7 @@ fn resident_mb() -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: workload (load|check) PROJECTS PATH [--cache]";
+    let usage = "usage: workload (load|check) PROJECTS PATH [--cache] [--rounds N] [--queries N]";
     let [mode, projects, path, rest @ ..] = args.as_slice() else {
         return Err(usage.into());
     };
@@ -46,23 +51,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("file: {} bytes", std::fs::metadata(path)?.len());
         }
         "check" => {
-            let queries = workload::queries(projects);
+            let flag = |name: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
+                match rest.iter().position(|a| a == name) {
+                    None => Ok(None),
+                    Some(i) => Ok(Some(rest.get(i + 1).ok_or(usage)?.parse()?)),
+                }
+            };
+            let rounds = flag("--rounds")?.unwrap_or(3);
+            let mut queries = workload::queries(projects);
+            queries.truncate(flag("--queries")?.unwrap_or(queries.len()));
             let before = resident_mb();
             let options = Options {
                 decision_cache: rest.iter().any(|a| a == "--cache"),
                 ..Default::default()
             };
             let engine = Engine::open_with(path, options)?;
-            for round in 0..3 {
+            for round in 0..rounds {
                 let started = Instant::now();
                 let mut allowed = 0usize;
                 for q in &queries {
                     allowed += usize::from(engine.check(&q.principal, &q.project, q.action)?);
                 }
-                let per = started.elapsed() / queries.len() as u32;
+                let per = started.elapsed() / queries.len().max(1) as u32;
                 println!(
                     "round {round}: {per:.2?} per check, {:.1} % allowed",
-                    100.0 * allowed as f64 / queries.len() as f64
+                    100.0 * allowed as f64 / queries.len().max(1) as f64
                 );
             }
             let member = engine.session_for(&"u0500".parse()?)?;

@@ -1443,7 +1443,7 @@ impl<R: Repository + ?Sized> Ctx<'_, R> {
             let mut rows = Vec::new();
             for visibility in &plan.visible {
                 rows.extend(self.repo.projects_with_visibility(
-                    ws.id,
+                    &ws,
                     *visibility,
                     after_key,
                     want,
@@ -1452,7 +1452,7 @@ impl<R: Repository + ?Sized> Ctx<'_, R> {
             if plan.grants_add {
                 for row in self
                     .repo
-                    .granted_projects(self.actor, ws.id, after_key, want)?
+                    .granted_projects(self.actor, &ws, after_key, want)?
                 {
                     let standing = ws.standing.with_grant(row.grant);
                     if !plan.visible.contains(&row.visibility)
@@ -1462,11 +1462,13 @@ impl<R: Repository + ?Sized> Ctx<'_, R> {
                     }
                 }
             }
-            rows.sort_unstable_by(|a, b| a.name_key.cmp(&b.name_key));
+            // The rows are a few runs already in order (one per scan): a stable sort
+            // finds the runs and merges them, where an unstable one sorts afresh.
+            rows.sort_by(|a, b| a.name_key.cmp(&b.name_key));
             if let Some(want) = want {
                 rows.truncate(want);
             }
-            out.extend(rows.into_iter().map(|r| format!("{}/{}", ws.name, r.name)));
+            out.extend(rows.into_iter().map(|r| r.qualified));
             if let Some(limit) = limit
                 && out.len() > limit
             {

@@ -2355,7 +2355,7 @@ fn d1_newer_schema_is_refused_and_file_untouched() -> Result<()> {
             &result,
             Err(Error::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             })
         ),
         "{result:?}"
@@ -2387,6 +2387,7 @@ fn downgrade_to_version_1(path: &Path) {
     let conn = raw(path);
     conn.execute_batch(
         "DROP TABLE signing_keys;
+         DROP INDEX projects_by_name;
          DROP INDEX projects_by_skeleton;
          ALTER TABLE projects DROP COLUMN name_skeleton;
          ALTER TABLE audit_events DROP COLUMN actor_key;
@@ -2412,7 +2413,7 @@ fn d1_a_version_1_database_is_migrated_with_its_project_keys_recomputed() -> Res
     let version: i64 = raw(&path)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Found by any spelling again: the keys were recomputed, not left stale.
     assert!(engine.check(&who("alice"), "ml-team/CLASSIFICATION", Action::View)?);
     assert!(engine.check(&who("alice"), "ml-team/detection", Action::View)?);
@@ -2576,6 +2577,42 @@ fn d1_a_version_1_database_gets_nfc_names_skeletons_and_audit_keys() -> Result<(
     Ok(())
 }
 
+/// Version 2 lacked the check's covering index; the upgrade to 3 adds it, and the
+/// checks, which name it (`INDEXED BY`), answer as before.
+#[test]
+fn d1_a_version_2_database_gets_the_check_index() -> Result<()> {
+    let (_dir, path) = file_db()?;
+    {
+        let engine = Engine::open(&path)?;
+        let alice = engine.session_for(&who("alice"))?;
+        alice.create_project("ml-team/Classification", ProjectOptions::default())?;
+    }
+    raw(&path)
+        .execute_batch("DROP INDEX projects_by_name; PRAGMA user_version = 2;")
+        .expect("downgraded to version 2");
+
+    let engine = Engine::open(&path)?;
+    let conn = raw(&path);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 3);
+    let index: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'projects_by_name'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("D1: the upgrade creates projects_by_name");
+    assert!(
+        index.contains("(workspace_id, name_key, visibility)"),
+        "{index}"
+    );
+    assert!(engine.check(&who("alice"), "ml-team/classification", Action::Manage)?);
+    assert!(!engine.check(&who("alice"), "ml-team/no-such-project", Action::View)?);
+    Ok(())
+}
+
 #[test]
 fn d1_an_empty_database_is_migrated_to_the_current_schema() -> Result<()> {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -2595,7 +2632,7 @@ fn d1_an_empty_database_is_migrated_to_the_current_schema() -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Reopening a current database leaves the data as it was.
     let engine = Engine::open(&path)?;
     assert_eq!(

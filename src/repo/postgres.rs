@@ -29,14 +29,18 @@ use crate::error::Error;
 /// The schema at version [`BASE_VERSION`], applied to a new database, which the
 /// [`UPGRADES`] then bring to [`SCHEMA_VERSION`] in the same transaction (B4).
 pub(crate) const SCHEMA: &str = include_str!("../../schema_postgres.sql");
-/// The version [`SCHEMA`] creates: PostgreSQL support began at version 2.
-const BASE_VERSION: i64 = 2;
-/// The schema version this build writes: the row of `turnstile_schema`. The
-/// PostgreSQL schema is versioned on its own, as SQLite's is (D1).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// The version [`SCHEMA`] creates (`schema_postgres.sql`).
+const BASE_VERSION: i64 = 3;
+/// The schema version this build writes: the row of `turnstile_schema`. Numbered on
+/// its own, as SQLite's is (D1); PostgreSQL support began at version 2.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 /// `UPGRADES[n - 2]` brings version `n` to `n + 1`.
-const UPGRADES: [&str; (SCHEMA_VERSION - BASE_VERSION) as usize] =
-    [include_str!("../../schema_postgres_notify.sql")];
+const UPGRADES: [&str; SCHEMA_VERSION as usize - 2] = [
+    // 2 -> 3: the check's covering index, as on SQLite.
+    "CREATE INDEX projects_by_name ON projects (workspace_id, name_key) INCLUDE (visibility);",
+    // 3 -> 4: every change notified, for the opt-in decision cache (B3).
+    include_str!("../../schema_postgres_notify.sql"),
+];
 
 /// How many times a write transaction runs before the call fails with `Busy` (B2).
 const MAX_ATTEMPTS: u32 = 40;
@@ -378,7 +382,7 @@ fn migrate(client: &mut Client) -> Result<()> {
                 version = BASE_VERSION;
             }
             while version < SCHEMA_VERSION {
-                let step = usize::try_from(version - BASE_VERSION)
+                let step = usize::try_from(version - 2)
                     .ok()
                     .and_then(|v| UPGRADES.get(v))
                     .ok_or_else(|| {
@@ -626,9 +630,13 @@ impl<'a, C: GenericClient> PgRepo<'a, C> {
         }))
     }
 
-    fn listed(r: &Row, visibility_: Option<Visibility>) -> Result<ListedProject> {
+    fn listed(
+        r: &Row,
+        ws: &ListingWorkspace,
+        visibility_: Option<Visibility>,
+    ) -> Result<ListedProject> {
         Ok(ListedProject {
-            name: get(r, 0)?,
+            qualified: qualified_name(&ws.name, get::<&str>(r, 0)?),
             name_key: get(r, 1)?,
             visibility: match visibility_ {
                 Some(v) => v,
@@ -1343,7 +1351,7 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
 
     fn projects_with_visibility(
         &self,
-        ws: WorkspaceId,
+        ws: &ListingWorkspace,
         v: Visibility,
         after: &str,
         limit: Option<usize>,
@@ -1352,17 +1360,17 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
             "SELECT name, name_key FROM projects
              WHERE workspace_id = $1 AND visibility = $2 AND name_key > $3
              ORDER BY name_key LIMIT $4",
-            &[&ws.0, &visibility_int(v), &after, &sql_limit(limit)],
+            &[&ws.id.0, &visibility_int(v), &after, &sql_limit(limit)],
         )?
         .iter()
-        .map(|r| Self::listed(r, Some(v)))
+        .map(|r| Self::listed(r, ws, Some(v)))
         .collect()
     }
 
     fn granted_projects(
         &self,
         principal: &Principal,
-        ws: WorkspaceId,
+        ws: &ListingWorkspace,
         after: &str,
         limit: Option<usize>,
     ) -> Result<Vec<ListedProject>> {
@@ -1373,7 +1381,7 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                  WHERE g.user_id = (SELECT id FROM users WHERE name_key = $1)
                    AND p.workspace_id = $2 AND p.name_key > $3
                  ORDER BY p.name_key LIMIT $4",
-                &[&user.key(), &ws.0, &after, &sql_limit(limit)],
+                &[&user.key(), &ws.id.0, &after, &sql_limit(limit)],
             )?,
             Principal::ServiceAccount(sa) => self.rows(
                 "SELECT p.name, p.name_key, p.visibility, g.role
@@ -1386,13 +1394,13 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                 &[
                     &sa.workspace.as_str(),
                     &sa.name.key(),
-                    &ws.0,
+                    &ws.id.0,
                     &after,
                     &sql_limit(limit),
                 ],
             )?,
         };
-        rows.iter().map(|r| Self::listed(r, None)).collect()
+        rows.iter().map(|r| Self::listed(r, ws, None)).collect()
     }
 
     fn insert_token(

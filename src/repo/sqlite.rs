@@ -25,7 +25,7 @@ use crate::error::Error;
 /// The schema, applied whole to a new database (D1).
 pub(crate) const SCHEMA: &str = include_str!("../../schema.sql");
 /// The schema version this build writes; `PRAGMA user_version` holds it.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// One step of a migration: SQL, or Rust where the new values need the domain's
 /// functions (name keys, for instance).
@@ -57,6 +57,10 @@ const UPGRADES: [&[Upgrade]; SCHEMA_VERSION as usize - 1] = [
             );",
         ),
     ],
+    // 2 -> 3: the check's covering index.
+    &[Upgrade::Sql(
+        "CREATE INDEX projects_by_name ON projects (workspace_id, name_key, visibility);",
+    )],
 ];
 
 /// Rewrites every project's name in NFC and recomputes its `name_key` (N3) and
@@ -1046,6 +1050,23 @@ impl SqliteRepo<'_> {
 }
 
 /// SQLite's `LIMIT` for an optional limit: -1 is none.
+/// Column `i` of a row as text, borrowed from SQLite: no copy until the caller makes one.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(|e| match e {
+        FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(
+            i,
+            String::new(),
+            r.get_ref(i)
+                .map_or(rusqlite::types::Type::Null, |v| v.data_type()),
+        ),
+        other => rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(other),
+        ),
+    })
+}
+
 fn sql_limit(limit: Option<usize>) -> i64 {
     limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
@@ -1076,11 +1097,12 @@ fn owner_params(owner: TokenOwner) -> (Option<i64>, Option<i64>) {
 /// [`Repository::suspend_secondary_structures`]): the indexes that inserts in
 /// project order would update at random, rebuilt by one sort each at the end, and the
 /// triggers that restate A7 and R7 for every grant, which the load checks itself.
-const BULK_SUSPENDED: [&str; 6] = [
+const BULK_SUSPENDED: [&str; 7] = [
     "user_grants_by_user",
     "service_account_grants_by_account",
     "projects_by_visibility",
     "projects_by_skeleton",
+    "projects_by_name",
     "user_grant_needs_membership",
     "service_account_grant_in_own_workspace",
 ];
@@ -1667,7 +1689,8 @@ impl Repository for SqliteRepo<'_> {
                 .conn
                 .prepare_cached(
                     "SELECT p.visibility FROM workspaces w
-                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     JOIN projects p INDEXED BY projects_by_name
+                          ON p.workspace_id = w.id AND p.name_key = ?2
                      WHERE w.name = ?1",
                 )?
                 .query_row(params![workspace.as_str(), project_key], |r| {
@@ -1682,7 +1705,8 @@ impl Repository for SqliteRepo<'_> {
                 .prepare_cached(
                     "SELECT p.visibility, u.id, m.role, g.role
                      FROM workspaces w
-                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     JOIN projects p INDEXED BY projects_by_name
+                          ON p.workspace_id = w.id AND p.name_key = ?2
                      LEFT JOIN users u ON u.name_key = ?3
                      LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = u.id
                      LEFT JOIN user_grants g ON g.project_id = p.id AND g.user_id = u.id
@@ -1704,7 +1728,8 @@ impl Repository for SqliteRepo<'_> {
                 .prepare_cached(
                     "SELECT p.visibility, s.id, s.active, s.workspace_id = w.id, g.role
                      FROM workspaces w
-                     JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?2
+                     JOIN projects p INDEXED BY projects_by_name
+                          ON p.workspace_id = w.id AND p.name_key = ?2
                      LEFT JOIN workspaces sw ON sw.name = ?3
                      LEFT JOIN service_accounts s ON s.workspace_id = sw.id AND s.name_key = ?4
                      LEFT JOIN service_account_grants g
@@ -1800,7 +1825,7 @@ impl Repository for SqliteRepo<'_> {
 
     fn projects_with_visibility(
         &self,
-        ws: WorkspaceId,
+        ws: &ListingWorkspace,
         visibility: Visibility,
         after: &str,
         limit: Option<usize>,
@@ -1811,9 +1836,9 @@ impl Repository for SqliteRepo<'_> {
              WHERE workspace_id = ?1 AND visibility = ?2 AND name_key > ?3
              ORDER BY name_key LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![ws.0, visibility, after, sql_limit(limit)], |r| {
+        let rows = stmt.query_map(params![ws.id.0, visibility, after, sql_limit(limit)], |r| {
             Ok(ListedProject {
-                name: r.get(0)?,
+                qualified: qualified_name(&ws.name, text(r, 0)?),
                 name_key: r.get(1)?,
                 visibility,
                 grant: None,
@@ -1825,7 +1850,7 @@ impl Repository for SqliteRepo<'_> {
     fn granted_projects(
         &self,
         principal: &Principal,
-        ws: WorkspaceId,
+        ws: &ListingWorkspace,
         after: &str,
         limit: Option<usize>,
     ) -> Result<Vec<ListedProject>> {
@@ -1834,7 +1859,7 @@ impl Repository for SqliteRepo<'_> {
         // serve ORDER BY ... LIMIT, probing for a grant at each.
         let row = |r: &rusqlite::Row<'_>| {
             Ok(ListedProject {
-                name: r.get(0)?,
+                qualified: qualified_name(&ws.name, text(r, 0)?),
                 name_key: r.get(1)?,
                 visibility: r.get(2)?,
                 grant: r.get(3)?,
@@ -1850,7 +1875,7 @@ impl Repository for SqliteRepo<'_> {
                        AND p.workspace_id = ?2 AND p.name_key > ?3
                      ORDER BY p.name_key LIMIT ?4",
                 )?
-                .query_map(params![user.key(), ws.0, after, sql_limit(limit)], row)?
+                .query_map(params![user.key(), ws.id.0, after, sql_limit(limit)], row)?
                 .collect::<rusqlite::Result<_>>()?,
             Principal::ServiceAccount(sa) => self
                 .conn
@@ -1864,7 +1889,13 @@ impl Repository for SqliteRepo<'_> {
                      ORDER BY p.name_key LIMIT ?5",
                 )?
                 .query_map(
-                    params![sa.workspace.as_str(), sa.name.key(), ws.0, after, sql_limit(limit)],
+                    params![
+                        sa.workspace.as_str(),
+                        sa.name.key(),
+                        ws.id.0,
+                        after,
+                        sql_limit(limit)
+                    ],
                     row,
                 )?
                 .collect::<rusqlite::Result<_>>()?,
@@ -1912,7 +1943,8 @@ impl Repository for SqliteRepo<'_> {
                         s.workspace_id IS w.id, p.visibility, m.role, ug.role, sg.role
                  FROM tokens t
                  JOIN workspaces w ON w.name = ?2
-                 JOIN projects p ON p.workspace_id = w.id AND p.name_key = ?3
+                 JOIN projects p INDEXED BY projects_by_name
+                      ON p.workspace_id = w.id AND p.name_key = ?3
                  LEFT JOIN service_accounts s ON s.id = t.service_account_id
                  LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = t.user_id
                  LEFT JOIN user_grants ug ON ug.project_id = p.id AND ug.user_id = t.user_id
