@@ -16,8 +16,8 @@ use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::{ChangeProbe, ChangeStamp};
-use crate::repo::store::Store;
+use crate::repo::sqlite::ChangeStamp;
+use crate::repo::store::{Freshness, Store};
 use crate::repo::{TokenId, TokenOwner};
 use crate::session::Session;
 use crate::token::{self, IssuedToken};
@@ -50,7 +50,7 @@ pub struct Engine {
 }
 
 struct Caches {
-    probe: std::sync::Arc<ChangeProbe>,
+    freshness: Freshness,
     facts: Cache<FactsEntry>,
     tokens: Cache<TokenEntry>,
 }
@@ -99,12 +99,23 @@ struct Bearer {
 /// `Options { decision_cache: true, ..Options::default() }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Keep the facts behind recent decisions and token look-ups in memory. Never
-    /// stale: before answering from memory, each call checks (a few loads from a memory
-    /// map of SQLite's shared WAL-index header, no lock, no system call)
-    /// that no connection of any process has committed since the entry was read
-    /// (SPEC T4). Applies to SQLite files; an in-memory database and PostgreSQL (B3) ignore it.
+    /// Keep the facts behind recent decisions and token look-ups in memory. On a
+    /// SQLite file never stale: before answering from memory, each call checks (a
+    /// few loads from a memory map of SQLite's shared WAL-index header, no lock, no
+    /// system call) that no connection of any process has committed since the entry
+    /// was read (SPEC T4). On PostgreSQL only with
+    /// [`postgres_staleness`](Self::postgres_staleness) (B3). An in-memory database
+    /// ignores it.
     pub decision_cache: bool,
+    /// On PostgreSQL, how late the decision cache may be: with `decision_cache`, an
+    /// answer from memory reflects every commit, by any process on any machine,
+    /// completed more than this long before the call. Changes are heard through
+    /// `LISTEN`/`NOTIFY` (usually within a millisecond); a heartbeat every quarter of
+    /// the bound proves the listener is keeping up, and while it is not, every
+    /// decision reads the database. `None` (the default): no cache on PostgreSQL,
+    /// every decision reads the database, so a revocation holds for the very next
+    /// call (B3). At least 4 ms. Ignored on SQLite, whose cache is never stale.
+    pub postgres_staleness: Option<std::time::Duration>,
     /// How long a write waits for another process's writer before it fails with
     /// [`Error::Busy`] (D2). 60 seconds by default.
     pub busy_timeout: std::time::Duration,
@@ -121,6 +132,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             decision_cache: false,
+            postgres_staleness: None,
             busy_timeout: crate::repo::sqlite::BUSY_TIMEOUT,
             read_only: false,
         }
@@ -178,13 +190,13 @@ impl Engine {
                 read_only: options.read_only,
             },
         )?;
-        let probe = if options.decision_cache && !options.read_only {
-            store.probe()
+        let freshness = if options.decision_cache && !options.read_only {
+            store.freshness(options.postgres_staleness)?
         } else {
             None
         };
-        let cache = probe.map(|probe| Caches {
-            probe,
+        let cache = freshness.map(|freshness| Caches {
+            freshness,
             facts: Cache::new(),
             tokens: Cache::new(),
         });
@@ -207,7 +219,7 @@ impl Engine {
     /// can be read; the stamp is taken before any look-up it will vouch for.
     fn cached(&self) -> Option<(&Caches, ChangeStamp)> {
         let cache = self.cache.as_ref()?;
-        Some((cache, cache.probe.stamp()?))
+        Some((cache, cache.freshness.stamp()?))
     }
 
     /// Creates a user. Called by the embedding application, without an actor.

@@ -13,6 +13,7 @@ mod common;
 mod workload;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use turnstile::{Action, Engine, Error, Options, Result, WorkspaceRole, WorkspaceSettings};
 
@@ -79,10 +80,9 @@ fn b4_newer_postgres_schema_is_refused_and_left_untouched() -> Result<()> {
 }
 
 #[test]
-fn b4_a_version_2_postgres_schema_gets_the_check_index() -> Result<()> {
-    let Some(server) =
-        common::require_postgres("b4_a_version_2_postgres_schema_gets_the_check_index")
-    else {
+fn b4_a_version_2_postgres_schema_gets_the_check_index_and_the_notifications() -> Result<()> {
+    let test = "b4_a_version_2_postgres_schema_gets_the_check_index_and_the_notifications";
+    let Some(server) = common::require_postgres(test) else {
         return Ok(());
     };
     let db = common::TestDb::postgres(&server);
@@ -95,8 +95,22 @@ fn b4_a_version_2_postgres_schema_gets_the_check_index() -> Result<()> {
     drop(engine);
     let url = db.target().to_str().expect("a URL").to_owned();
     let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    raw.batch_execute("DROP INDEX projects_by_name; UPDATE turnstile_schema SET version = 2")
-        .expect("back to version 2");
+    let notifying = |raw: &mut postgres::Client| -> i64 {
+        raw.query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%\\_notify'",
+            &[],
+        )
+        .expect("count the triggers")
+        .get(0)
+    };
+    assert_eq!(notifying(&mut raw), 8, "B3: every table a decision reads");
+    raw.batch_execute(
+        "DROP INDEX projects_by_name;
+         DROP FUNCTION turnstile_notify_change() CASCADE;
+         UPDATE turnstile_schema SET version = 2",
+    )
+    .expect("back to version 2");
+    assert_eq!(notifying(&mut raw), 0);
 
     let engine = Engine::open(&url)?;
     let version: i32 = raw
@@ -110,7 +124,7 @@ fn b4_a_version_2_postgres_schema_gets_the_check_index() -> Result<()> {
         )
         .map(|r| r.get(0))
         .ok();
-    assert_eq!(version, 3, "B4: migrated");
+    assert_eq!((version, notifying(&mut raw)), (4, 8), "B4: migrated");
     assert!(
         index
             .as_deref()
@@ -390,5 +404,207 @@ fn b1_serve_takes_sqlite_and_postgres_urls() -> Result<()> {
         assert_eq!(*status, 200, "{body}");
     }
     assert!(answers[1].1.contains("true"), "{answers:?}");
+    Ok(())
+}
+
+/// An engine with the decision cache on PostgreSQL, answers at most `bound` late.
+fn cached_engine(db: &common::TestDb, bound: Duration) -> Result<Engine> {
+    Engine::open_with(
+        db.target(),
+        Options {
+            decision_cache: true,
+            postgres_staleness: Some(bound),
+            ..Options::default()
+        },
+    )
+}
+
+/// Asks `ask` until it answers `false`, failing if any `true` comes from a call that
+/// started more than `bound` after `committed`; returns how long after `committed`
+/// the first `false` came.
+fn staleness(
+    committed: Instant,
+    bound: Duration,
+    mut ask: impl FnMut() -> Result<bool>,
+) -> Result<Duration> {
+    loop {
+        let started = Instant::now();
+        if !ask()? {
+            return Ok(started.duration_since(committed));
+        }
+        let late = started.duration_since(committed);
+        assert!(
+            late <= bound,
+            "B3: a cached answer {late:?} after the commit, bound {bound:?}"
+        );
+    }
+}
+
+#[test]
+fn b3_the_postgres_cache_answers_from_memory_and_never_later_than_its_bound() -> Result<()> {
+    let test = "b3_the_postgres_cache_answers_from_memory_and_never_later_than_its_bound";
+    let Some(server) = common::require_postgres(test) else {
+        return Ok(());
+    };
+    let db = common::TestDb::postgres(&server);
+    let writer = db.open()?;
+    writer.create_user("alice")?;
+    writer.create_user("bob")?;
+    writer.create_workspace("ml-team", "alice")?;
+    let alice = writer.session_for(&"alice".parse()?)?;
+    alice.invite_to_workspace("ml-team", "bob", WorkspaceRole::Member, false)?;
+    let workspace_wide = common::with_visibility(turnstile::Visibility::Workspace);
+    alice.create_project("ml-team/cls", workspace_wide.clone())?;
+    let bound = Duration::from_millis(200);
+    let cached = cached_engine(&db, bound)?;
+    let bob: turnstile::Principal = "bob".parse()?;
+
+    // The cache is used: a change made without notifying (triggers off for one
+    // session, which only a superuser may do) is not seen until a heard change. Until
+    // the listener vouches (its first heartbeat back) the cache is bypassed; try again.
+    let url = db.target().to_str().expect("a URL").to_owned();
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let quietly = |raw: &mut postgres::Client, visibility: i32| {
+        raw.batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE projects SET visibility = {visibility};
+             SET session_replication_role = origin;"
+        ))
+        .expect("a change without notification");
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Bob is a member and the project has workspace visibility: he may view (as
+        // soon as the last heard change below is heard).
+        while !cached.check(&bob, "ml-team/cls", Action::View)? {
+            assert!(Instant::now() < until, "B3: a heard change never seen");
+        }
+        quietly(&mut raw, 0);
+        assert!(
+            !writer.check(&bob, "ml-team/cls", Action::View)?,
+            "B3: without the cache every decision reads the database"
+        );
+        if cached.check(&bob, "ml-team/cls", Action::View)? {
+            break; // From memory: the change nobody notified is not seen.
+        }
+        assert!(
+            Instant::now() < until,
+            "B3: the cache never answered from memory"
+        );
+        // The cache may now hold what it read after the quiet change: a heard change
+        // empties it.
+        quietly(&mut raw, 1);
+        alice.set_project_description("ml-team/cls", "heard")?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    quietly(&mut raw, 1);
+    alice.set_project_description("ml-team/cls", "heard")?;
+
+    // Every heard change empties the cache; each answer is at most `bound` late.
+    let mut worst = Duration::ZERO;
+    for round in 0..10 {
+        let project = format!("ml-team/project-{round}");
+        alice.create_project(&project, workspace_wide.clone())?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cached.check(&bob, &project, Action::View)? {
+            assert!(Instant::now() < until, "B3: a new project never seen");
+        }
+        alice.set_project_visibility(&project, turnstile::Visibility::Private)?;
+        let late = staleness(Instant::now(), bound, || {
+            cached.check(&bob, &project, Action::View)
+        })?;
+        worst = worst.max(late);
+    }
+    // T3 through the cache: a revoked token dies within the bound.
+    for round in 0..5 {
+        let token = writer.issue_user_token("bob", &format!("t{round}"), None)?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cached.authorize(token.secret(), "ml-team/cls", Action::View)? {
+            assert!(Instant::now() < until, "B3: a new token never seen");
+        }
+        writer.session_for(&bob)?.revoke_token(token.id)?;
+        let late = staleness(Instant::now(), bound, || {
+            match cached.authorize(token.secret(), "ml-team/cls", Action::View) {
+                Err(Error::InvalidToken) => Ok(false),
+                other => other,
+            }
+        })?;
+        worst = worst.max(late);
+    }
+    eprintln!("B3: the cache saw each change at most {worst:?} after its commit (bound {bound:?})");
+    Ok(())
+}
+
+#[test]
+fn b3_a_lost_listener_connection_never_lets_the_cache_answer_later_than_its_bound() -> Result<()> {
+    let test = "b3_a_lost_listener_connection_never_lets_the_cache_answer_later_than_its_bound";
+    let Some(server) = common::require_postgres(test) else {
+        return Ok(());
+    };
+    let db = common::TestDb::postgres(&server);
+    let writer = db.open()?;
+    writer.create_user("alice")?;
+    writer.create_workspace("ml-team", "alice")?;
+    let alice = writer.session_for(&"alice".parse()?)?;
+    let bound = Duration::from_millis(100);
+    let cached = cached_engine(&db, bound)?;
+    let url = db.target().to_str().expect("a URL").to_owned();
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    // The server's own database, from which this one's connections can be refused.
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("connect");
+    let database: String = raw
+        .query_one("SELECT current_database()::text", &[])
+        .expect("the database's name")
+        .get(0);
+    let alice_p: turnstile::Principal = "alice".parse()?;
+    for round in 0..5 {
+        let project = format!("ml-team/project-{round}");
+        alice.create_project(&project, Default::default())?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cached.check(&alice_p, &project, Action::Delete)? {
+            assert!(Instant::now() < until, "B3: a new project never seen");
+        }
+        // The listener is (back) on its connection.
+        let listeners = |raw: &mut postgres::Client| -> i64 {
+            raw.query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'turnstile-listen' AND datname = current_database()",
+                &[],
+            )
+            .expect("count the listeners")
+            .get(0)
+        };
+        while listeners(&mut raw) != 1 {
+            assert!(Instant::now() < until, "the listener never came back");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The listener's connection dies and cannot come back (the engines keep the
+        // pooled connections they have); the change below is made while no one
+        // listens, and so is never heard: only the heartbeat's bound keeps the cache
+        // from answering from memory.
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+            ))
+            .expect("refuse new connections");
+        let killed: i64 = raw
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'turnstile-listen' AND datname = current_database()",
+                &[],
+            )
+            .expect("terminate the listener")
+            .get(0);
+        assert_eq!(killed, 1, "one listener on this database");
+        alice.delete_project(&project)?;
+        let committed = Instant::now();
+        // A6: a deleted project is answered as a hidden one.
+        staleness(committed, bound, || {
+            cached.check(&alice_p, &project, Action::Delete)
+        })?;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+            .expect("accept connections again");
+    }
     Ok(())
 }

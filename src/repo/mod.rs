@@ -3,6 +3,7 @@
 //! implement it, and `store.rs` chooses between them (B1).
 
 mod mapped;
+pub(crate) mod pg_listen;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod store;

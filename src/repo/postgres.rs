@@ -26,15 +26,20 @@ use crate::domain::access::Standing;
 use crate::domain::names::fold;
 use crate::error::Error;
 
-/// The schema, applied whole to a new database (B4).
+/// The schema at version [`BASE_VERSION`], applied to a new database, which the
+/// [`UPGRADES`] then bring to [`SCHEMA_VERSION`] in the same transaction (B4).
 pub(crate) const SCHEMA: &str = include_str!("../../schema_postgres.sql");
-/// The schema version this build writes: the row of `turnstile_schema`. The numbers
-/// are SQLite's (D1); PostgreSQL support began at version 2.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// The version [`SCHEMA`] creates (`schema_postgres.sql`).
+const BASE_VERSION: i64 = 3;
+/// The schema version this build writes: the row of `turnstile_schema`. Numbered on
+/// its own, as SQLite's is (D1); PostgreSQL support began at version 2.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 /// `UPGRADES[n - 2]` brings version `n` to `n + 1`.
 const UPGRADES: [&str; SCHEMA_VERSION as usize - 2] = [
     // 2 -> 3: the check's covering index, as on SQLite.
     "CREATE INDEX projects_by_name ON projects (workspace_id, name_key) INCLUDE (visibility);",
+    // 3 -> 4: every change notified, for the opt-in decision cache (B3).
+    include_str!("../../schema_postgres_notify.sql"),
 ];
 
 /// How many times a write transaction runs before the call fails with `Busy` (B2).
@@ -84,6 +89,8 @@ impl r2d2::ManageConnection for Manager {
 
 struct Inner {
     pool: r2d2::Pool<Manager>,
+    /// What the pool connects with, for connections of other kinds (the listener).
+    config: ::postgres::Config,
     busy_timeout: Duration,
     read_only: bool,
 }
@@ -129,7 +136,7 @@ impl PgStore {
         }
         drop(client);
         let manager = Manager {
-            config,
+            config: config.clone(),
             lock_timeout: options.busy_timeout,
         };
         let pool = r2d2::Pool::builder()
@@ -140,6 +147,7 @@ impl PgStore {
             .build_unchecked(manager);
         Ok(Self(Arc::new(Inner {
             pool,
+            config,
             busy_timeout: options.busy_timeout,
             read_only: options.read_only,
         })))
@@ -170,6 +178,24 @@ impl PgStore {
         let mut conn = self.0.get()?;
         let PgConn { client, statements } = &mut *conn;
         f(&PgRepo::new(client, statements))
+    }
+
+    /// A listener for the decision cache, on a connection of its own (B3).
+    pub(crate) fn listener(&self, bound: Duration) -> Result<super::pg_listen::Listener> {
+        let mut config = self.0.config.clone();
+        // Named, so that an operator can tell it in `pg_stat_activity`.
+        config.application_name("turnstile-listen");
+        // A connection that died without a word (a half-open TCP connection) is found
+        // out by the kernel within seconds, and the listener reconnects.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3)
+            .tcp_user_timeout(super::pg_listen::reconnect_after(bound));
+        Ok(super::pg_listen::Listener::start(bound, move || {
+            config.connect(NoTls)
+        })?)
     }
 
     pub(crate) fn ping(&self) -> Result<()> {
@@ -353,7 +379,7 @@ fn migrate(client: &mut Client) -> Result<()> {
             refuse_newer(version)?;
             if version == 0 {
                 tx.batch_execute(SCHEMA)?;
-                version = SCHEMA_VERSION;
+                version = BASE_VERSION;
             }
             while version < SCHEMA_VERSION {
                 let step = usize::try_from(version - 2)

@@ -154,7 +154,7 @@ pub(crate) struct Store {
 pub(crate) type ChangeStamp = [u32; STAMP_WORDS];
 
 const HEADER_WORDS: usize = 12;
-const STAMP_WORDS: usize = HEADER_WORDS + 1;
+pub(crate) const STAMP_WORDS: usize = HEADER_WORDS + 1;
 /// The database header's file change counter: bytes 24..28, word 6.
 const CHANGE_COUNTER_WORD: usize = 6;
 

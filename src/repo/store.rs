@@ -5,10 +5,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Repository;
+use super::pg_listen::Listener;
 use super::postgres::{PgStore, WeakPg};
-use super::sqlite::{self, ChangeProbe, SqliteRepo, WeakWriter};
+use super::sqlite::{self, ChangeProbe, ChangeStamp, SqliteRepo, WeakWriter};
 use crate::error::Result;
 
 /// Where a database is: a SQLite file or a PostgreSQL server.
@@ -54,6 +56,26 @@ pub(crate) enum Store {
     Sqlite(sqlite::Store),
     /// A PostgreSQL database.
     Postgres(PgStore),
+}
+
+/// The source of the change stamps the decision cache compares (T4, B3).
+pub(crate) enum Freshness {
+    /// SQLite's WAL-index header: changes with every commit of any process.
+    Sqlite(Arc<ChangeProbe>),
+    /// The count of PostgreSQL notifications heard, given out only while every
+    /// commit older than the listener's bound has been heard.
+    Postgres(Listener),
+}
+
+impl Freshness {
+    /// The current stamp, read before any look-up it will vouch for; `None` when no
+    /// stamp can be trusted now, and the caller must read the database.
+    pub(crate) fn stamp(&self) -> Option<ChangeStamp> {
+        match self {
+            Self::Sqlite(probe) => probe.stamp(),
+            Self::Postgres(listener) => listener.stamp(),
+        }
+    }
 }
 
 /// A handle to a [`Store`] for a background thread, which must not keep the
@@ -134,13 +156,18 @@ impl Store {
         }
     }
 
-    /// The change probe of a SQLite file, which the decision cache needs (T4);
-    /// `None` in memory and on PostgreSQL, where every decision reads the database (B3).
-    pub(crate) fn probe(&self) -> Option<Arc<ChangeProbe>> {
-        match self {
-            Self::Sqlite(s) => s.probe(),
-            Self::Postgres(_) => None,
-        }
+    /// What tells the decision cache that nothing has changed (T4, B3): the change
+    /// probe of a SQLite file; on PostgreSQL a listener, only when the caller accepts
+    /// answers up to `postgres_bound` late. `None` in memory and on PostgreSQL
+    /// without a bound, where every decision reads the database.
+    pub(crate) fn freshness(&self, postgres_bound: Option<Duration>) -> Result<Option<Freshness>> {
+        Ok(match self {
+            Self::Sqlite(s) => s.probe().map(Freshness::Sqlite),
+            Self::Postgres(s) => match postgres_bound {
+                Some(bound) => Some(Freshness::Postgres(s.listener(bound)?)),
+                None => None,
+            },
+        })
     }
 
     /// A handle for a background thread.

@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// how long a write waits for another writer before answering 503 busy, milliseconds (D2)
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     pub busy_timeout_ms: u64,
+    /// on PostgreSQL, cache decisions that may be this late, milliseconds (at least 4):
+    /// changes are heard through LISTEN/NOTIFY and a heartbeat enforces the bound (B3).
+    /// Without it every decision reads the database
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(4..))]
+    pub postgres_staleness_ms: Option<u64>,
 }
 
 /// What every request shares.
@@ -261,6 +266,9 @@ pub fn serve(db: &Path, args: ServeArgs) -> Result<(), String> {
         Options {
             decision_cache: true,
             busy_timeout: std::time::Duration::from_millis(args.busy_timeout_ms),
+            postgres_staleness: args
+                .postgres_staleness_ms
+                .map(std::time::Duration::from_millis),
             ..Options::default()
         },
     )
