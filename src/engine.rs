@@ -616,17 +616,22 @@ impl Engine {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<crate::ImportSummary> {
         let now = now_ms();
-        let bulk = crate::snapshot::is_bulk(snapshot);
-        let summary = self.store.write(|repo| {
-            let suspended = if bulk {
-                repo.suspend_secondary_structures()?
-            } else {
-                Vec::new()
-            };
+        let load = |repo: &dyn crate::repo::Repository| {
+            let suspended = repo.suspend_secondary_structures()?;
             let summary = crate::snapshot::import(repo, snapshot, now, &mut progress)?;
             repo.restore_secondary_structures(suspended)?;
             Ok(summary)
-        })?;
+        };
+        // INVARIANT: D3, a bulk import writes only references it has proven: every
+        // grant names a project, user or service account that `import` inserted or
+        // found in the same transaction, so SQLite's foreign-key look-ups (and the
+        // A7/R7 triggers, see `suspend_secondary_structures`) would find nothing.
+        let summary = if crate::snapshot::is_bulk(snapshot) {
+            self.store.write_unchecked_references(load)?
+        } else {
+            self.store
+                .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))?
+        };
         self.store.checkpoint();
         Ok(summary)
     }

@@ -731,3 +731,137 @@ fn d3_a_bulk_import_puts_back_every_index_and_trigger() -> Result<()> {
     assert_eq!(integrity(&db), "ok");
     Ok(())
 }
+
+/// A bulk snapshot whose every project grants `grantee` a role and the workspace's one
+/// service account another, in workspace `workspace`.
+fn bulk_snapshot_with_grants(workspace: &str, projects: usize) -> Snapshot {
+    let projects: Vec<_> = (0..projects)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("p{i:06}"),
+                "members": { "grantee": "contributor" },
+                "service_accounts": { "ci": "viewer" },
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "users": ["importer", "grantee"],
+        "workspaces": [{
+            "name": workspace,
+            "members": { "importer": "admin", "grantee": "member" },
+            "service_accounts": [{ "name": "ci" }],
+            "projects": projects,
+        }],
+    }))
+    .expect("a valid snapshot")
+}
+
+/// Grants whose project, user or service account does not exist.
+fn orphan_grants(db: &Path) -> i64 {
+    raw(db)
+        .query_row(
+            "SELECT (SELECT count(*) FROM user_grants g
+                     WHERE g.project_id NOT IN (SELECT id FROM projects)
+                        OR g.user_id NOT IN (SELECT id FROM users))
+                  + (SELECT count(*) FROM service_account_grants g
+                     WHERE g.project_id NOT IN (SELECT id FROM projects)
+                        OR g.service_account_id NOT IN (SELECT id FROM service_accounts))",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count orphan grants")
+}
+
+/// D3: a bulk import skips SQLite's foreign-key look-ups for its one transaction, and
+/// only there. What it writes references only rows that exist, exactly the grants of
+/// the snapshot; a bad snapshot fails with the same error as a small one and leaves
+/// nothing; and afterwards, whether the import succeeded or failed, the engine's
+/// connection enforces foreign keys again: deleting a project takes its grants with it
+/// (ON DELETE CASCADE, which does nothing while foreign keys are off).
+#[test]
+fn d3_a_bulk_import_writes_only_valid_references_and_foreign_keys_stay_enforced() -> Result<()> {
+    let (_dir, db) = closed_world()?;
+    let engine = Engine::open(&db)?;
+    let snapshot = bulk_snapshot_with_grants("bulk", 50_000);
+    engine.import(&snapshot)?;
+    let violations: Vec<String> = {
+        let conn = raw(&db);
+        let mut stmt = conn.prepare("PRAGMA foreign_key_check").expect("a query");
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .map(|r| r.expect("a row"))
+            .collect()
+    };
+    assert!(violations.is_empty(), "{violations:?}");
+    let exported = engine.export()?;
+    let bulk = exported
+        .workspaces
+        .iter()
+        .find(|w| w.name == "bulk")
+        .expect("the imported workspace");
+    assert_eq!(bulk.projects.len(), 50_000);
+    for (got, wanted) in bulk.projects.iter().zip(&snapshot.workspaces[0].projects) {
+        assert_eq!(
+            (&got.name, &got.members, &got.service_accounts),
+            (&wanted.name, &wanted.members, &wanted.service_accounts)
+        );
+    }
+    let importer = engine.session_for(&"importer".parse()?)?;
+    let grants = |project: &str| -> i64 {
+        raw(&db)
+            .query_row(
+                "SELECT (SELECT count(*) FROM user_grants)
+                      + (SELECT count(*) FROM service_account_grants)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("count grants before deleting {project}: {e}"))
+    };
+    let before = grants("p000001");
+    importer.delete_project("bulk/p000001")?;
+    assert_eq!(
+        grants("p000001"),
+        before - 2,
+        "the project's two grants went"
+    );
+    assert_eq!(orphan_grants(&db), 0);
+
+    // A bad bulk snapshot: the error a small one gives, nothing written, and foreign
+    // keys enforced again after the rollback.
+    let mut bad = bulk_snapshot_with_grants("bulk-two", 50_000);
+    bad.workspaces[0].projects[40_000]
+        .members
+        .insert("stranger".into(), turnstile::ProjectRole::Viewer);
+    let mut small = bulk_snapshot_with_grants("bulk-two", 2);
+    small.workspaces[0].projects[1]
+        .members
+        .insert("stranger".into(), turnstile::ProjectRole::Viewer);
+    let (big_err, small_err) = (engine.import(&bad), engine.import(&small));
+    assert!(
+        matches!(&big_err, Err(Error::UserNotInWorkspace { .. })),
+        "{big_err:?}"
+    );
+    assert_eq!(
+        big_err.map_err(|e| e.to_string()),
+        small_err.map_err(|e| e.to_string())
+    );
+    let left: i64 = raw(&db)
+        .query_row(
+            "SELECT (SELECT count(*) FROM workspaces WHERE name = 'bulk-two')
+                  + (SELECT count(*) FROM users WHERE name = 'stranger')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "the failed imports left nothing");
+    let before = grants("p000002");
+    importer.delete_project("bulk/p000002")?;
+    assert_eq!(
+        grants("p000002"),
+        before - 2,
+        "the project's two grants went"
+    );
+    assert_eq!(orphan_grants(&db), 0);
+    assert_eq!(integrity(&db), "ok");
+    Ok(())
+}

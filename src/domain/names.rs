@@ -5,7 +5,7 @@
 //! key used for case-insensitive uniqueness.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -682,16 +682,17 @@ impl fmt::Display for ProjectKey {
 /// base left off, so giving out n keys of one base costs O(n), not O(n²).
 #[derive(Debug, Default)]
 pub struct KeyAllocator {
-    taken: HashSet<String>,
-    next: HashMap<String, usize>,
+    // A seeded fast hash: a bulk import allocates a key per project.
+    taken: foldhash::HashSet<String>,
+    next: foldhash::HashMap<String, usize>,
 }
 
 impl KeyAllocator {
     /// An allocator over the keys already in use.
     pub fn new(taken: HashSet<String>) -> Self {
         Self {
-            taken,
-            next: HashMap::new(),
+            taken: taken.into_iter().collect(),
+            next: foldhash::HashMap::default(),
         }
     }
 
@@ -707,7 +708,12 @@ impl KeyAllocator {
             let key = preferred.candidate(n);
             n += 1;
             if self.taken.insert(key.0.clone()) {
-                self.next.insert(preferred.0.clone(), n);
+                match self.next.get_mut(&preferred.0) {
+                    Some(next) => *next = n,
+                    None => {
+                        self.next.insert(preferred.0.clone(), n);
+                    }
+                }
                 return key;
             }
         }
