@@ -622,12 +622,12 @@ impl Engine {
             repo.restore_secondary_structures(suspended)?;
             Ok(summary)
         };
-        // INVARIANT: D3, a bulk import writes only references it has proven: every
-        // grant names a project, user or service account that `import` inserted or
-        // found in the same transaction, so SQLite's foreign-key look-ups (and the
-        // A7/R7 triggers, see `suspend_secondary_structures`) would find nothing.
+        // Foreign keys stay on (D2): a bulk load suspends only what it puts back
+        // itself, the secondary indexes and the A7/R7 triggers (every grant names a
+        // project, user or service account that `import` inserted or found in the
+        // same transaction, so those triggers would find nothing).
         let summary = if crate::snapshot::is_bulk(snapshot) {
-            self.store.write_unchecked_references(load)?
+            self.store.write(load)?
         } else {
             self.store
                 .write(|repo| crate::snapshot::import(repo, snapshot, now, &mut progress))?

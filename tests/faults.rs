@@ -772,12 +772,12 @@ fn orphan_grants(db: &Path) -> i64 {
         .expect("count orphan grants")
 }
 
-/// D3: a bulk import skips SQLite's foreign-key look-ups for its one transaction, and
-/// only there. What it writes references only rows that exist, exactly the grants of
-/// the snapshot; a bad snapshot fails with the same error as a small one and leaves
-/// nothing; and afterwards, whether the import succeeded or failed, the engine's
-/// connection enforces foreign keys again: deleting a project takes its grants with it
-/// (ON DELETE CASCADE, which does nothing while foreign keys are off).
+/// D2, D3: a bulk import (indexes and triggers suspended, see above) writes only
+/// references to rows that exist, exactly the grants of the snapshot; a bad snapshot
+/// fails with the same error as a small one and leaves nothing; and afterwards, whether
+/// the import succeeded or failed, the engine's connection enforces foreign keys:
+/// deleting a project takes its grants with it (ON DELETE CASCADE, which does nothing
+/// while foreign keys are off).
 #[test]
 fn d3_a_bulk_import_writes_only_valid_references_and_foreign_keys_stay_enforced() -> Result<()> {
     let (_dir, db) = closed_world()?;

@@ -467,27 +467,6 @@ impl Store {
         write_on(&self.writer, f)
     }
 
-    /// [`write`](Self::write) for a bulk load whose every reference `f` has already
-    /// proven (a new project's grants name rows the same transaction inserted): the
-    /// connection's foreign-key enforcement is off for this one transaction, which
-    /// halves the cost of inserting a grant (two parent look-ups per row). SQLite
-    /// ignores `PRAGMA foreign_keys` inside a transaction, so it is switched before
-    /// `BEGIN` and back on after the commit or the rollback, whatever `f` returned.
-    pub(crate) fn write_unchecked_references<T>(
-        &self,
-        f: impl FnOnce(&SqliteRepo<'_>) -> Result<T>,
-    ) -> Result<T> {
-        if self.options.read_only {
-            return self.write(f);
-        }
-        lock(&self.writer).pragma_update(None, "foreign_keys", false)?;
-        let out = write_on(&self.writer, f);
-        // INVARIANT: D2, every other transaction of this connection enforces foreign
-        // keys; failing to switch them back on is an error even after a commit.
-        lock(&self.writer).pragma_update(None, "foreign_keys", true)?;
-        out
-    }
-
     /// [`write`](Self::write), waiting at most `wait` for another process's writer:
     /// for bookkeeping that must not hold up its caller (the last token uses written
     /// when an engine is dropped).

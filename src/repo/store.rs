@@ -115,19 +115,6 @@ impl Store {
         }
     }
 
-    /// [`write`](Self::write) for a bulk load that has proven every reference it
-    /// writes: SQLite skips its foreign-key look-ups for this transaction; PostgreSQL
-    /// keeps them (a plain write).
-    pub(crate) fn write_unchecked_references<T>(
-        &self,
-        mut f: impl FnMut(&dyn Repository) -> Result<T>,
-    ) -> Result<T> {
-        match self {
-            Self::Sqlite(s) => s.write_unchecked_references(|repo| f(repo)),
-            Self::Postgres(s) => s.write(f),
-        }
-    }
-
     /// [`write`](Self::write), waiting at most `wait` for another writer on SQLite:
     /// for bookkeeping that must not hold up its caller. On PostgreSQL, where writers
     /// do not wait for each other's whole transactions, a plain write.
