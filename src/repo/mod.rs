@@ -3,6 +3,7 @@
 //! implement it, and `store.rs` chooses between them (B1).
 
 mod mapped;
+mod pg_tls;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod store;

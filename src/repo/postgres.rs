@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
-use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use ::postgres::{Client, GenericClient, IsolationLevel, Row, Statement};
 
+use super::pg_tls::Target;
 use super::store::OpenOptions;
 use super::*;
 use crate::audit::Outcome;
@@ -41,23 +42,25 @@ const POOL_SIZE: u32 = 16;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+type Statements = HashMap<&'static str, Statement>;
+
 /// A pooled connection with its prepared statements.
 pub(crate) struct PgConn {
     client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: Statements,
 }
 
 struct Manager {
-    config: ::postgres::Config,
+    target: Target,
     lock_timeout: Duration,
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = ::postgres::Error;
+    type Error = Error;
 
-    fn connect(&self) -> Result<PgConn, ::postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+    fn connect(&self) -> Result<PgConn> {
+        let mut client = self.target.connect()?;
         // D2 on PostgreSQL: a write waiting for a row lock past the busy timeout
         // fails (55P03), and becomes `Busy`.
         client.batch_execute(&format!(
@@ -66,12 +69,13 @@ impl r2d2::ManageConnection for Manager {
         ))?;
         Ok(PgConn {
             client,
-            statements: HashMap::new(),
+            statements: Statements::default(),
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ::postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
+        conn.client.simple_query("")?;
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -91,27 +95,11 @@ pub(crate) struct PgStore(Arc<Inner>);
 /// A [`PgStore`] held by a background thread.
 pub(crate) struct WeakPg(Weak<Inner>);
 
-fn config_of(url: &str) -> Result<::postgres::Config> {
-    let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("invalid PostgreSQL URL: {e}"),
-        )
-    })?;
-    if config.get_application_name().is_none() {
-        config.application_name("turnstile");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    Ok(config)
-}
-
 impl PgStore {
     /// Connects, brings the schema up to date (B4) and starts the pool.
     pub(crate) fn open(url: &str, options: OpenOptions) -> Result<Self> {
-        let config = config_of(url)?;
-        let mut client = config.connect(NoTls).map_err(Error::from)?;
+        let target = Target::parse(url)?;
+        let mut client = target.connect()?;
         if options.read_only {
             let found = schema_version(&mut client)?;
             refuse_newer(found)?;
@@ -126,7 +114,7 @@ impl PgStore {
         }
         drop(client);
         let manager = Manager {
-            config,
+            target,
             lock_timeout: options.busy_timeout,
         };
         let pool = r2d2::Pool::builder()
@@ -251,7 +239,7 @@ impl Inner {
 
 fn attempt_write<T>(
     client: &mut Client,
-    statements: &mut HashMap<&'static str, Statement>,
+    statements: &mut Statements,
     f: &mut impl FnMut(&dyn Repository) -> Result<T>,
 ) -> Result<T> {
     let mut tx = client
@@ -488,11 +476,11 @@ const BULK_ROWS: usize = 10_000;
 /// opened, or (for the check path) on the connection itself.
 pub(crate) struct PgRepo<'a, C: GenericClient> {
     conn: RefCell<&'a mut C>,
-    statements: RefCell<&'a mut HashMap<&'static str, Statement>>,
+    statements: RefCell<&'a mut Statements>,
 }
 
 impl<'a, C: GenericClient> PgRepo<'a, C> {
-    fn new(conn: &'a mut C, statements: &'a mut HashMap<&'static str, Statement>) -> Self {
+    fn new(conn: &'a mut C, statements: &'a mut Statements) -> Self {
         Self {
             conn: RefCell::new(conn),
             statements: RefCell::new(statements),
