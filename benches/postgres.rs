@@ -9,8 +9,10 @@
 //!
 //! `check` and `floor` alternate, `TURNSTILE_BENCH_ROUNDS` (3) times, so that a load
 //! that comes and goes on a shared machine falls on both: compare each round's pair.
-//! Then `pg/paired/N` times them call by call in alternating pairs (see [`paired`])
-//! and prints the medians and their ratio: the figure for the 1.3x target.
+//! Then `pg/paired/check/N` times them call by call in alternating pairs (see
+//! [`paired`]) and prints the medians and their ratio: the figure for the 1.3x
+//! target. `pg/paired/control/N` pairs the floor with itself on a second connection:
+//! how far apart two connections drift on the same machine (1.000 when quiet).
 //!
 //! Needs a server: `TURNSTILE_TEST_POSTGRES_URL=$(scripts/pg-throwaway.sh start DIR)
 //! cargo bench --bench postgres`. Without it, prints SKIPPED and measures nothing.
@@ -132,8 +134,25 @@ fn postgres(c: &mut Criterion) {
             })
         });
     }
+    // The control: the floor on a second connection of its own, paired with the first,
+    // shows how far two connections drift apart on the same machine.
+    let mut client2 = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let user2 = client2.prepare(FLOOR_USER).expect("prepare");
+    let sa2 = client2.prepare(FLOOR_SA).expect("prepare");
+    let mut floor2 = |k: usize| {
+        let (ws, project, who) = &keyed[k % keyed.len()];
+        let row = match who {
+            Who::User(name) => client2.query_opt(&user2, &[ws, project, name]),
+            Who::ServiceAccount(sa_ws, sa_name) => {
+                client2.query_opt(&sa2, &[ws, project, sa_ws, sa_name])
+            }
+        }
+        .expect("the floor's statement");
+        row.map(|r| r.get::<_, i32>(0))
+    };
     if !std::env::args().any(|a| a == "--test") {
-        paired(rounds, &mut check, &mut floor);
+        paired("check", rounds, &mut check, &mut floor);
+        paired("control", rounds, &mut floor2, &mut floor);
     }
 
     let admin = engine
@@ -165,11 +184,13 @@ fn postgres(c: &mut Criterion) {
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
 
-/// Check and floor in alternating pairs on the same query, each call timed on its
+/// `check` and `floor` in alternating pairs on the same query, each call timed on its
 /// own, `TURNSTILE_BENCH_PAIRS` (20,000) pairs a round: a burst of load from elsewhere
-/// falls on both sides of a pair, so the ratio of the medians holds on a busy machine
-/// where criterion's back-to-back figures drift apart.
+/// falls on both sides of a pair rather than on one side's whole run, as it does
+/// between criterion's back-to-back runs. It still lands unevenly on two server
+/// processes under heavy load: the control pair says how much.
 fn paired<A, B>(
+    name: &str,
     rounds: usize,
     check: &mut impl FnMut(usize) -> A,
     floor: &mut impl FnMut(usize) -> B,
@@ -201,7 +222,7 @@ fn paired<A, B>(
         }
         let (c, f) = (median(&mut checks), median(&mut floors));
         println!(
-            "pg/paired/{round}: {pairs} pairs, median check {c:.1} µs, floor {f:.1} µs, check/floor {:.3}",
+            "pg/paired/{name}/{round}: {pairs} pairs, median {name} {c:.1} µs, floor {f:.1} µs, {name}/floor {:.3}",
             c / f
         );
     }
