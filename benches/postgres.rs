@@ -1,10 +1,18 @@
 //! PostgreSQL figures (SPEC B1, WORKLOAD.md at P = 10,000), over loopback:
 //!
-//! - `pg/check`: `Engine::check` on PostgreSQL, warm, the workload's query mix;
-//! - `pg/floor`: the same facts fetched by a hand-written program: one prepared
-//!   statement per check on one connection, no pool, no engine (the floor);
+//! - `pg/check/N`: `Engine::check` on PostgreSQL, warm, the workload's query mix;
+//! - `pg/floor/N`: the same facts fetched by a hand-written program: the same SQL as
+//!   one prepared statement per check on one connection, names already folded, no
+//!   pool, no engine, no rules (the floor);
 //! - `pg/management`: one management call (`set_project_member_role`), one
 //!   SERIALIZABLE transaction.
+//!
+//! `check` and `floor` alternate, `TURNSTILE_BENCH_ROUNDS` (3) times, so that a load
+//! that comes and goes on a shared machine falls on both: compare each round's pair.
+//! Then `pg/paired/check/N` times them call by call in alternating pairs (see
+//! [`paired`]) and prints the medians and their ratio: the figure for the 1.3x
+//! target. `pg/paired/control/N` pairs the floor with itself on a second connection:
+//! how far apart two connections drift on the same machine (1.000 when quiet).
 //!
 //! Needs a server: `TURNSTILE_TEST_POSTGRES_URL=$(scripts/pg-throwaway.sh start DIR)
 //! cargo bench --bench postgres`. Without it, prints SKIPPED and measures nothing.
@@ -67,18 +75,7 @@ fn postgres(c: &mut Criterion) {
     let engine = Engine::open(&url).expect("open");
     let queries = workload::queries(PROJECTS);
     let mut group = c.benchmark_group("pg");
-    group.measurement_time(Duration::from_secs(10));
-
-    let mut i = 0;
-    group.bench_function("check", |b| {
-        b.iter(|| {
-            let q = &queries[i % queries.len()];
-            i += 1;
-            engine
-                .check(&q.principal, &q.project, q.action)
-                .expect("a check")
-        })
-    });
+    group.measurement_time(Duration::from_secs(6));
 
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let user = client.prepare(FLOOR_USER).expect("prepare");
@@ -101,21 +98,62 @@ fn postgres(c: &mut Criterion) {
             (ws.to_owned(), project.to_lowercase(), who)
         })
         .collect();
-    let mut i = 0;
-    group.bench_function("floor", |b| {
-        b.iter(|| {
-            let (ws, project, who) = &keyed[i % keyed.len()];
-            i += 1;
-            let row = match who {
-                Who::User(name) => client.query_opt(&user, &[ws, project, name]),
-                Who::ServiceAccount(sa_ws, sa_name) => {
-                    client.query_opt(&sa, &[ws, project, sa_ws, sa_name])
-                }
+    let rounds: usize = std::env::var("TURNSTILE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let mut check = |k: usize| {
+        let q = &queries[k % queries.len()];
+        engine
+            .check(&q.principal, &q.project, q.action)
+            .expect("a check")
+    };
+    let mut floor = |k: usize| {
+        let (ws, project, who) = &keyed[k % keyed.len()];
+        let row = match who {
+            Who::User(name) => client.query_opt(&user, &[ws, project, name]),
+            Who::ServiceAccount(sa_ws, sa_name) => {
+                client.query_opt(&sa, &[ws, project, sa_ws, sa_name])
             }
-            .expect("the floor's statement");
-            row.map(|r| r.get::<_, i32>(0))
-        })
-    });
+        }
+        .expect("the floor's statement");
+        row.map(|r| r.get::<_, i32>(0))
+    };
+    let (mut i, mut j) = (0, 0);
+    for round in 1..=rounds {
+        group.bench_function(format!("check/{round}"), |b| {
+            b.iter(|| {
+                i += 1;
+                check(i)
+            })
+        });
+        group.bench_function(format!("floor/{round}"), |b| {
+            b.iter(|| {
+                j += 1;
+                floor(j)
+            })
+        });
+    }
+    // The control: the floor on a second connection of its own, paired with the first,
+    // shows how far two connections drift apart on the same machine.
+    let mut client2 = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let user2 = client2.prepare(FLOOR_USER).expect("prepare");
+    let sa2 = client2.prepare(FLOOR_SA).expect("prepare");
+    let mut floor2 = |k: usize| {
+        let (ws, project, who) = &keyed[k % keyed.len()];
+        let row = match who {
+            Who::User(name) => client2.query_opt(&user2, &[ws, project, name]),
+            Who::ServiceAccount(sa_ws, sa_name) => {
+                client2.query_opt(&sa2, &[ws, project, sa_ws, sa_name])
+            }
+        }
+        .expect("the floor's statement");
+        row.map(|r| r.get::<_, i32>(0))
+    };
+    if !std::env::args().any(|a| a == "--test") {
+        paired("check", rounds, &mut check, &mut floor);
+        paired("control", rounds, &mut floor2, &mut floor);
+    }
 
     let admin = engine
         .session_for(&"u0000".parse().expect("a name"))
@@ -144,6 +182,50 @@ fn postgres(c: &mut Criterion) {
     let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("connect");
     let name = url.rsplit('/').next().expect("a database name");
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// `check` and `floor` in alternating pairs on the same query, each call timed on its
+/// own, `TURNSTILE_BENCH_PAIRS` (20,000) pairs a round: a burst of load from elsewhere
+/// falls on both sides of a pair rather than on one side's whole run, as it does
+/// between criterion's back-to-back runs. It still lands unevenly on two server
+/// processes under heavy load: the control pair says how much.
+fn paired<A, B>(
+    name: &str,
+    rounds: usize,
+    check: &mut impl FnMut(usize) -> A,
+    floor: &mut impl FnMut(usize) -> B,
+) {
+    use std::hint::black_box;
+    use std::time::Instant;
+    let pairs: usize = std::env::var("TURNSTILE_BENCH_PAIRS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20_000);
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
+    for round in 1..=rounds {
+        let (mut checks, mut floors) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        for k in 0..pairs {
+            // Each side goes first in every other pair.
+            for side in [k % 2, 1 - k % 2] {
+                let started = Instant::now();
+                if side == 0 {
+                    black_box(check(k));
+                    checks.push(started.elapsed());
+                } else {
+                    black_box(floor(k));
+                    floors.push(started.elapsed());
+                }
+            }
+        }
+        let (c, f) = (median(&mut checks), median(&mut floors));
+        println!(
+            "pg/paired/{name}/{round}: {pairs} pairs, median {name} {c:.1} µs, floor {f:.1} µs, {name}/floor {:.3}",
+            c / f
+        );
+    }
 }
 
 criterion_group!(benches, postgres);

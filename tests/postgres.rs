@@ -608,3 +608,220 @@ fn b3_a_lost_listener_connection_never_lets_the_cache_answer_later_than_its_boun
     }
     Ok(())
 }
+
+/// A throwaway PostgreSQL server (`scripts/pg-throwaway.sh --tls`) that takes TCP
+/// connections over TLS only, with a password, and a certificate for `localhost`
+/// signed by a CA made here. Stopped and removed when dropped.
+struct TlsServer {
+    dir: tempfile::TempDir,
+    certs: tempfile::TempDir,
+    port: u16,
+}
+
+const TLS_PASSWORD: &str = "s3cret-Pw-never-printed";
+
+impl TlsServer {
+    fn start() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let certs = tempfile::tempdir().expect("a temporary directory");
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "turnstile test CA");
+        let ca_cert = ca.clone().self_signed(&ca_key).expect("a CA certificate");
+        let server_key = KeyPair::generate().expect("a server key");
+        let server = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let server_cert = server
+            .signed_by(&server_key, &ca_cert, &ca_key)
+            .expect("a server certificate");
+        // Another CA, which signed nothing this server shows.
+        let other_key = KeyPair::generate().expect("a key");
+        let mut other = ca.clone();
+        other.distinguished_name = rcgen::DistinguishedName::new();
+        other
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "another CA");
+        let other_ca = other.self_signed(&other_key).expect("another CA");
+        let write = |name: &str, pem: String| {
+            std::fs::write(certs.path().join(name), pem).expect("write a PEM file");
+        };
+        write("ca.pem", ca_cert.pem());
+        write("other-ca.pem", other_ca.pem());
+        write("server.crt", server_cert.pem());
+        write("server.key", server_key.serialize_pem());
+
+        // Its own directory, not inside `certs`: as root the server runs as
+        // `postgres`, which must reach it.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-throwaway.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(dir.path())
+            .arg("--tls")
+            .arg(certs.path().join("server.crt"))
+            .arg(certs.path().join("server.key"))
+            .args(["--password", TLS_PASSWORD])
+            .output()
+            .expect("run scripts/pg-throwaway.sh");
+        assert!(
+            out.status.success(),
+            "pg-throwaway.sh --tls: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).expect("a URL");
+        let port = url
+            .trim()
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the URL");
+        Self { dir, certs, port }
+    }
+
+    /// The server's `postgres` database through `host`, with the password and `params`.
+    fn url(&self, host: &str, params: &str) -> String {
+        format!(
+            "postgres://postgres:{TLS_PASSWORD}@{host}:{}/postgres?{params}",
+            self.port
+        )
+    }
+
+    fn ca(&self, name: &str) -> String {
+        self.certs.path().join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-throwaway.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The error of opening `url`, which must fail, checked for the password.
+fn open_error(url: &str) -> String {
+    let Err(e) = Engine::open(url) else {
+        panic!("the connection is refused")
+    };
+    let text = e.to_string();
+    assert!(
+        !text.contains(TLS_PASSWORD) && !format!("{e:?}").contains(TLS_PASSWORD),
+        "an error shows the URL's password: {text}"
+    );
+    text
+}
+
+#[test]
+fn b1_tls_verify_full_with_the_right_ca_connects_and_serves_checks_and_writes() -> Result<()> {
+    if common::require_postgres(
+        "b1_tls_verify_full_with_the_right_ca_connects_and_serves_checks_and_writes",
+    )
+    .is_none()
+    {
+        return Ok(());
+    }
+    let server = TlsServer::start();
+    let ca = server.ca("ca.pem");
+    // The server takes no plain TCP connection: each success below is encrypted.
+    let engine = Engine::open(server.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))?;
+    engine.create_user("alice")?;
+    engine.create_user("bob")?;
+    engine.create_workspace("ml-team", "alice")?;
+    let alice = engine.session_for(&"alice".parse()?)?;
+    alice.create_project("ml-team/cls", Default::default())?;
+    assert!(engine.check(&"alice".parse()?, "ml-team/cls", Action::Delete)?);
+    assert!(!engine.check(&"bob".parse()?, "ml-team/cls", Action::View)?);
+    alice.invite_to_workspace("ml-team", "bob", WorkspaceRole::Member, false)?;
+    alice.add_project_member("ml-team/cls", "bob", turnstile::ProjectRole::Viewer)?;
+    assert!(engine.check(&"bob".parse()?, "ml-team/cls", Action::View)?);
+
+    // verify-ca checks the chain, not the name: an address the certificate does
+    // not name is accepted.
+    let by_address =
+        Engine::open(server.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")))?;
+    assert!(by_address.check(&"bob".parse()?, "ml-team/cls", Action::View)?);
+    // require, prefer and the default (prefer) encrypt without checking the certificate.
+    for params in ["sslmode=require", "sslmode=prefer", ""] {
+        let engine = Engine::open(server.url("127.0.0.1", params))?;
+        assert!(
+            engine.check(&"bob".parse()?, "ml-team/cls", Action::View)?,
+            "{params}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn b1_tls_refuses_a_wrong_ca_a_wrong_host_and_plain_connections_clearly() {
+    if common::require_postgres(
+        "b1_tls_refuses_a_wrong_ca_a_wrong_host_and_plain_connections_clearly",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let server = TlsServer::start();
+    let ca = server.ca("ca.pem");
+    let other = server.ca("other-ca.pem");
+
+    let wrong_ca = open_error(&server.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={other}"),
+    ));
+    assert!(
+        wrong_ca.contains("sslmode=verify-full") && wrong_ca.contains("UnknownIssuer"),
+        "a certificate from another CA: {wrong_ca}"
+    );
+    let wrong_ca = open_error(&server.url(
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={other}"),
+    ));
+    assert!(wrong_ca.contains("UnknownIssuer"), "verify-ca: {wrong_ca}");
+    // The same with `require`: given a CA, it checks the chain, as libpq does.
+    let wrong_ca =
+        open_error(&server.url("localhost", &format!("sslmode=require&sslrootcert={other}")));
+    assert!(wrong_ca.contains("UnknownIssuer"), "require: {wrong_ca}");
+
+    let wrong_host = open_error(&server.url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ));
+    assert!(
+        wrong_host.contains("not valid for name"),
+        "a certificate for another host: {wrong_host}"
+    );
+
+    let plain = open_error(&server.url("localhost", "sslmode=disable"));
+    assert!(
+        plain.contains("sslmode=disable") && plain.contains("only encrypted connections"),
+        "a plain connection to a TLS-only server: {plain}"
+    );
+
+    let no_ca = open_error(&server.url("localhost", "sslmode=verify-full"));
+    assert!(
+        no_ca.contains("sslrootcert"),
+        "verify-full without a CA: {no_ca}"
+    );
+
+    let bad_password = open_error(
+        &server
+            .url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            )
+            .replace(TLS_PASSWORD, "wrong-password"),
+    );
+    assert!(
+        bad_password.contains("password authentication failed"),
+        "a wrong password: {bad_password}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod mapped;
 pub(crate) mod pg_listen;
+mod pg_tls;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod store;

@@ -68,7 +68,7 @@ impl Listener {
     /// while every commit older than `bound` is known to have been heard.
     pub(crate) fn start(
         bound: Duration,
-        connect: impl Fn() -> Result<Client, ::postgres::Error> + Send + 'static,
+        connect: impl Fn() -> crate::error::Result<Client> + Send + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
@@ -137,7 +137,7 @@ fn bound_nanos(bound: Duration) -> u64 {
 
 /// The listener thread: connects, listens, and reconnects after any failure until
 /// the engine is dropped.
-fn listen(shared: &Shared, connect: &dyn Fn() -> Result<Client, ::postgres::Error>) {
+fn listen(shared: &Shared, connect: &dyn Fn() -> crate::error::Result<Client>) {
     let heartbeat = shared.bound / 4;
     // The thread looks at `stop` at least this often.
     let poll = heartbeat.min(Duration::from_millis(50));

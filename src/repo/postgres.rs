@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
-use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement};
+use ::postgres::{Client, GenericClient, IsolationLevel, Row, Statement};
 
+use super::pg_tls::Target;
 use super::store::OpenOptions;
 use super::*;
 use crate::audit::Outcome;
@@ -49,23 +50,33 @@ const POOL_SIZE: u32 = 16;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// The prepared statements of a connection, by the address and length of their SQL:
+/// every statement is a `&'static str` literal, so its address names it, and the
+/// check path does not hash its ~400 bytes of SQL on every call. Two copies of one
+/// text at two addresses are merely prepared twice.
+type Statements = HashMap<(usize, usize), Statement, foldhash::fast::RandomState>;
+
+fn statement_key(sql: &'static str) -> (usize, usize) {
+    (sql.as_ptr() as usize, sql.len())
+}
+
 /// A pooled connection with its prepared statements.
 pub(crate) struct PgConn {
     client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: Statements,
 }
 
 struct Manager {
-    config: ::postgres::Config,
+    target: Target,
     lock_timeout: Duration,
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = ::postgres::Error;
+    type Error = Error;
 
-    fn connect(&self) -> Result<PgConn, ::postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+    fn connect(&self) -> Result<PgConn> {
+        let mut client = self.target.connect()?;
         // D2 on PostgreSQL: a write waiting for a row lock past the busy timeout
         // fails (55P03), and becomes `Busy`.
         client.batch_execute(&format!(
@@ -74,12 +85,13 @@ impl r2d2::ManageConnection for Manager {
         ))?;
         Ok(PgConn {
             client,
-            statements: HashMap::new(),
+            statements: Statements::default(),
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ::postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
+        conn.client.simple_query("")?;
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -89,8 +101,8 @@ impl r2d2::ManageConnection for Manager {
 
 struct Inner {
     pool: r2d2::Pool<Manager>,
-    /// What the pool connects with, for connections of other kinds (the listener).
-    config: ::postgres::Config,
+    /// What the pool connects to, for connections of other kinds (the listener).
+    target: Target,
     busy_timeout: Duration,
     read_only: bool,
 }
@@ -101,27 +113,11 @@ pub(crate) struct PgStore(Arc<Inner>);
 /// A [`PgStore`] held by a background thread.
 pub(crate) struct WeakPg(Weak<Inner>);
 
-fn config_of(url: &str) -> Result<::postgres::Config> {
-    let mut config: ::postgres::Config = url.parse().map_err(|e: ::postgres::Error| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("invalid PostgreSQL URL: {e}"),
-        )
-    })?;
-    if config.get_application_name().is_none() {
-        config.application_name("turnstile");
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    Ok(config)
-}
-
 impl PgStore {
     /// Connects, brings the schema up to date (B4) and starts the pool.
     pub(crate) fn open(url: &str, options: OpenOptions) -> Result<Self> {
-        let config = config_of(url)?;
-        let mut client = config.connect(NoTls).map_err(Error::from)?;
+        let target = Target::parse(url)?;
+        let mut client = target.connect()?;
         if options.read_only {
             let found = schema_version(&mut client)?;
             refuse_newer(found)?;
@@ -136,7 +132,7 @@ impl PgStore {
         }
         drop(client);
         let manager = Manager {
-            config: config.clone(),
+            target: target.clone(),
             lock_timeout: options.busy_timeout,
         };
         let pool = r2d2::Pool::builder()
@@ -147,7 +143,7 @@ impl PgStore {
             .build_unchecked(manager);
         Ok(Self(Arc::new(Inner {
             pool,
-            config,
+            target,
             busy_timeout: options.busy_timeout,
             read_only: options.read_only,
         })))
@@ -182,19 +178,20 @@ impl PgStore {
 
     /// A listener for the decision cache, on a connection of its own (B3).
     pub(crate) fn listener(&self, bound: Duration) -> Result<super::pg_listen::Listener> {
-        let mut config = self.0.config.clone();
-        // Named, so that an operator can tell it in `pg_stat_activity`.
-        config.application_name("turnstile-listen");
-        // A connection that died without a word (a half-open TCP connection) is found
-        // out by the kernel within seconds, and the listener reconnects.
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(5))
-            .keepalives_interval(Duration::from_secs(1))
-            .keepalives_retries(3)
-            .tcp_user_timeout(super::pg_listen::reconnect_after(bound));
+        let target = self.0.target.adjusted(|config| {
+            // Named, so that an operator can tell it in `pg_stat_activity`.
+            config.application_name("turnstile-listen");
+            // A connection that died without a word (a half-open TCP connection) is
+            // found out by the kernel within seconds, and the listener reconnects.
+            config
+                .keepalives(true)
+                .keepalives_idle(Duration::from_secs(5))
+                .keepalives_interval(Duration::from_secs(1))
+                .keepalives_retries(3)
+                .tcp_user_timeout(super::pg_listen::reconnect_after(bound));
+        });
         Ok(super::pg_listen::Listener::start(bound, move || {
-            config.connect(NoTls)
+            target.connect()
         })?)
     }
 
@@ -280,7 +277,7 @@ impl Inner {
 
 fn attempt_write<T>(
     client: &mut Client,
-    statements: &mut HashMap<&'static str, Statement>,
+    statements: &mut Statements,
     f: &mut impl FnMut(&dyn Repository) -> Result<T>,
 ) -> Result<T> {
     let mut tx = client
@@ -517,11 +514,11 @@ const BULK_ROWS: usize = 10_000;
 /// opened, or (for the check path) on the connection itself.
 pub(crate) struct PgRepo<'a, C: GenericClient> {
     conn: RefCell<&'a mut C>,
-    statements: RefCell<&'a mut HashMap<&'static str, Statement>>,
+    statements: RefCell<&'a mut Statements>,
 }
 
 impl<'a, C: GenericClient> PgRepo<'a, C> {
-    fn new(conn: &'a mut C, statements: &'a mut HashMap<&'static str, Statement>) -> Self {
+    fn new(conn: &'a mut C, statements: &'a mut Statements) -> Self {
         Self {
             conn: RefCell::new(conn),
             statements: RefCell::new(statements),
@@ -529,11 +526,12 @@ impl<'a, C: GenericClient> PgRepo<'a, C> {
     }
 
     fn statement(&self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.statements.borrow().get(sql) {
+        let key = statement_key(sql);
+        if let Some(s) = self.statements.borrow().get(&key) {
             return Ok(s.clone());
         }
         let s = self.conn.borrow_mut().prepare(sql)?;
-        self.statements.borrow_mut().insert(sql, s.clone());
+        self.statements.borrow_mut().insert(key, s.clone());
         Ok(s)
     }
 
