@@ -107,6 +107,17 @@ fn raw_count(conn: &rusqlite::Connection, sql: &str) -> i64 {
 // Every test below runs once per backend: `sqlite::name` and `postgres::name` (B1,
 // tests/common `backend_tests!`; parentheses, so that rustfmt formats them).
 common::backend_tests!(
+    /// B1: the fixture puts each copy of a test on the backend its name says.
+    #[test]
+    fn b1_each_copy_runs_on_the_backend_it_is_named_after() -> Result<()> {
+        let named_postgres = module_path!().ends_with("::postgres");
+        assert_eq!(common::on_postgres(), named_postgres, "{}", module_path!());
+        assert_eq!(common::TestDb::fresh().is_postgres(), named_postgres);
+        let engine = common::engine()?;
+        engine.create_user("alice")?;
+        Ok(())
+    }
+
     // ---------------------------------------------------------------------------------
     // §2 Names (N)
 

@@ -146,7 +146,8 @@ impl<E> Skipped for Result<(), E> {
 /// runs in a module of the file, with everything of the file in scope (`use super::*`).
 /// Threads it spawns have no backend until they call [`OnBackend::set`]; child
 /// processes are given a file path or URL ([`TestDb::target`]).
-#[allow(unused_macros)] // by the suites that run on both backends only
+// Used by the backend suites only; the other test crates include this module too.
+#[allow(unused_macros)]
 macro_rules! backend_tests {
     ($($(#[$meta:meta])* fn $name:ident() $(-> $ret:ty)? $body:block)*) => {
         /// The tests of this file on SQLite.
