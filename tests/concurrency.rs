@@ -1,12 +1,13 @@
-//! Races across OS processes and threads on one database file (SPEC D2, D3, S2, A4,
-//! T4): the invariants hold whoever commits first, and readers never see an error or a
-//! state that was never committed.
+//! Races across OS processes and threads on one database, a SQLite file or a PostgreSQL
+//! database (SPEC B1, D2, D3, S2, A4, T4): the invariants hold whoever commits first,
+//! and readers never see an error or a state that was never committed.
 //!
 //! Each race re-runs this test binary as worker processes (`--exact child_worker`).
-//! A worker opens the file with `Engine::open`, runs one thread per job, signals that it
-//! is ready and waits for a "go" file, so that every worker starts at once. Workers
-//! print one `OUTCOME=` line per job, which the parent asserts on. Sleeps only poll the
-//! barrier or randomise timing; no assertion depends on them.
+//! A worker opens the database (the parent's file path or URL) with `Engine::open`,
+//! runs one thread per job, signals that it is ready and waits for a "go" file, so that
+//! every worker starts at once. Workers print one `OUTCOME=` line per job, which the
+//! parent asserts on. Sleeps only poll the barrier or randomise timing; no assertion
+//! depends on them.
 //!
 //! Longer runs: `TURNSTILE_RACE_ROUNDS` (default 4) repeats each race, and
 //! `TURNSTILE_RACE_CYCLES` (default 40) sets how many changes each writer of the
@@ -346,142 +347,6 @@ fn token_file(db: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("turnstile-race-{:016x}.token", h.finish()))
 }
 
-// ---------------------------------------------------------------------------------
-// D1, D2: a new database.
-
-#[test]
-fn d2_processes_and_threads_creating_one_new_database_at_once_all_succeed() -> Result<()> {
-    // Four processes of sixteen threads, each thread with its own engine: 64 opens
-    // of one file that does not exist yet, all at once, repeated on a new file. Each
-    // round catches a lost race only sometimes (about one in six on a 2-core machine),
-    // hence the many rounds.
-    const PROCESSES: usize = 4;
-    const THREADS: usize = 16;
-    let openers = PROCESSES * THREADS;
-    for r in 0..rounds() * 4 {
-        let (_dir, db) = new_db();
-        let jobs: Vec<String> = (0..openers).map(|i| format!("fresh_user u{i}")).collect();
-        let workers: Vec<Worker> = jobs.chunks(THREADS).map(Worker::new).collect();
-        let outcomes = race(&db, &workers);
-        let failures: Vec<&String> = outcomes.iter().filter(|o| !is_ok(o)).collect();
-        assert!(
-            failures.is_empty(),
-            "round {r}: D2, every opener opens the new file, migrates it or sees it \
-             migrated, and writes, without ever seeing SQLITE_BUSY: {failures:#?}"
-        );
-        let engine = Engine::open(&db)?;
-        let snapshot = engine.export()?;
-        assert_eq!(snapshot.users.len(), openers, "round {r}");
-        assert_eq!(snapshot.workspaces.len(), openers, "round {r}");
-        if _dir.is_postgres() {
-            continue;
-        }
-        let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .expect("the journal mode");
-        assert_eq!(mode, "wal", "round {r}: D2");
-        let integrity: String = conn
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .expect("integrity_check");
-        assert_eq!(integrity, "ok", "round {r}");
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------
-// S2: the last service account slot.
-
-#[test]
-fn s2_eight_processes_race_for_the_last_service_account_slot() -> Result<()> {
-    let (_dir, db) = new_db();
-    let engine = Engine::open(&db)?;
-    engine.create_user("alice")?;
-    engine.create_workspace("ml-team", "alice")?;
-    let alice = session(&engine, "alice")?;
-    for name in ["sa-0", "sa-1", "d-0", "d-1", "d-2", "d-3"] {
-        alice.create_service_account("ml-team", name, false)?;
-    }
-    for r in 0..rounds() {
-        // Every `d-*` account deactivated again, and exactly one slot left.
-        for d in 0..4 {
-            match alice.deactivate_service_account(&format!("d-{d}@ml-team")) {
-                Ok(()) | Err(Error::ServiceAccountNotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let active = alice.workspace_status("ml-team")?.active_service_accounts;
-        let limit = active + 1;
-        alice.set_workspace_settings(
-            "ml-team",
-            WorkspaceSettings {
-                service_account_limit: Some(limit),
-                ..Default::default()
-            },
-        )?;
-        // Round 0, 3, ...: eight processes create new accounts. Round 1, 4, ...: four
-        // create and four reactivate deactivated ones. Round 2, 5, ...: the same eight
-        // jobs as four processes of two threads.
-        let creators = if r % 3 == 0 { 8 } else { 4 };
-        let jobs: Vec<String> = (0..creators)
-            .map(|i| format!("create_sa alice ml-team r{r}-c{i}"))
-            .chain((creators..8).map(|i| format!("reactivate_sa alice d-{}@ml-team", i - 4)))
-            .collect();
-        let workers: Vec<Worker> = if r % 3 == 2 {
-            let (creators, reactivators) = jobs.split_at(4);
-            creators
-                .iter()
-                .zip(reactivators)
-                .map(|(c, a)| Worker::new(&[c.clone(), a.clone()]))
-                .collect()
-        } else {
-            jobs.chunks(1).map(Worker::new).collect()
-        };
-        let outcomes = race(&db, &workers);
-        assert_eq!(outcomes.len(), 8);
-        let winners = outcomes.iter().filter(|o| is_ok(o)).count();
-        assert_eq!(
-            winners, 1,
-            "round {r}: exactly one takes the slot: {outcomes:#?}"
-        );
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| is_ok(o) || is_err(o, "ServiceAccountLimitReached")),
-            "round {r}: the others are refused with ServiceAccountLimitReached: {outcomes:#?}"
-        );
-        assert_eq!(
-            alice.workspace_status("ml-team")?.active_service_accounts,
-            limit
-        );
-        assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM service_accounts WHERE active",
-                []
-            ),
-            i64::from(limit),
-            "round {r}: the table agrees"
-        );
-        assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM audit_events WHERE outcome = 'ok'
-                 AND action IN ('service_account.create', 'service_account.reactivate')
-                 AND id > (SELECT max(id) FROM audit_events
-                           WHERE action = 'workspace.settings.set')",
-                []
-            ),
-            1,
-            "round {r}: one success, one event"
-        );
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------
-// A4: the last admin.
-
 /// Makes `alice` and `bob` both admins again, whoever of them is left.
 fn restore_admins(engine: &Engine) -> Result<()> {
     let snapshot = engine.export()?;
@@ -504,175 +369,6 @@ fn restore_admins(engine: &Engine) -> Result<()> {
     }
     Ok(())
 }
-
-#[test]
-fn a4_two_admins_demoting_or_removing_at_once_leave_one_admin() -> Result<()> {
-    let (_dir, db) = new_db();
-    let engine = Engine::open(&db)?;
-    for u in ["alice", "bob", "carol"] {
-        engine.create_user(u)?;
-    }
-    engine.create_workspace("ml-team", "alice")?;
-    session(&engine, "alice")?.invite_to_workspace(
-        "ml-team",
-        "carol",
-        WorkspaceRole::Member,
-        false,
-    )?;
-    // (mode, alice's job, bob's job, the error the loser must get)
-    let modes: [(&str, &str, &str, &[&str]); 4] = [
-        (
-            "demote each other",
-            "set_ws_role alice ml-team bob member",
-            "set_ws_role bob ml-team alice member",
-            &["LastAdmin", "PermissionDenied", "WorkspaceNotFound"],
-        ),
-        (
-            "demote themselves",
-            "set_ws_role alice ml-team alice member",
-            "set_ws_role bob ml-team bob member",
-            &["LastAdmin"],
-        ),
-        (
-            "remove each other",
-            "remove_ws_member alice ml-team bob",
-            "remove_ws_member bob ml-team alice",
-            &["LastAdmin", "PermissionDenied", "WorkspaceNotFound"],
-        ),
-        (
-            "remove themselves",
-            "remove_ws_member alice ml-team alice",
-            "remove_ws_member bob ml-team bob",
-            &["LastAdmin"],
-        ),
-    ];
-    for r in 0..rounds() {
-        for (mode, a, b, loser_errors) in modes {
-            restore_admins(&engine)?;
-            let admins = "SELECT count(*) FROM workspace_members WHERE role = 2";
-            assert_eq!(count(&db, admins, []), 2);
-            let outcomes = race(
-                &db,
-                &[Worker::new(&[a.to_owned()]), Worker::new(&[b.to_owned()])],
-            );
-            let winners = outcomes.iter().filter(|o| is_ok(o)).count();
-            assert_eq!(winners, 1, "round {r}, {mode}: one succeeds: {outcomes:#?}");
-            let loser = outcomes.iter().find(|o| !is_ok(o)).expect("a loser");
-            assert!(
-                loser_errors.iter().any(|v| is_err(loser, v)),
-                "round {r}, {mode}: the loser is refused with one of {loser_errors:?}: {loser}"
-            );
-            assert_eq!(
-                count(&db, admins, []),
-                1,
-                "round {r}, {mode}: A4, the workspace keeps exactly one admin"
-            );
-            let snapshot = engine.export()?;
-            assert_eq!(
-                snapshot.workspaces[0]
-                    .members
-                    .values()
-                    .filter(|r| **r == WorkspaceRole::Admin)
-                    .count(),
-                1,
-                "round {r}, {mode}: the API agrees"
-            );
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------
-// Project names.
-
-#[test]
-fn two_creators_race_for_one_project_name_and_one_wins() -> Result<()> {
-    let (_dir, db) = new_db();
-    let engine = Engine::open(&db)?;
-    for u in ["alice", "bob"] {
-        engine.create_user(u)?;
-    }
-    engine.create_workspace("ml-team", "alice")?;
-    session(&engine, "alice")?.invite_to_workspace(
-        "ml-team",
-        "bob",
-        WorkspaceRole::Member,
-        false,
-    )?;
-    for r in 0..rounds() {
-        // The same name in different spellings (N3: case-insensitive). Every other
-        // round each process races with two threads.
-        let spell = |s: &str| format!("ml-team/{s}-{r}");
-        let (alice_jobs, bob_jobs) = if r % 2 == 0 {
-            (
-                vec![format!("create_project alice {}", spell("Race"))],
-                vec![format!("create_project bob {}", spell("race"))],
-            )
-        } else {
-            (
-                vec![
-                    format!("create_project alice {}", spell("Race")),
-                    format!("create_project alice {}", spell("RACE")),
-                ],
-                vec![
-                    format!("create_project bob {}", spell("race")),
-                    format!("create_project bob {}", spell("rAcE")),
-                ],
-            )
-        };
-        let outcomes = race(&db, &[Worker::new(&alice_jobs), Worker::new(&bob_jobs)]);
-        let winners = outcomes.iter().filter(|o| is_ok(o)).count();
-        assert_eq!(winners, 1, "round {r}: one creator wins: {outcomes:#?}");
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| is_ok(o) || is_err(o, "ProjectAlreadyExists")),
-            "round {r}: the others get ProjectAlreadyExists: {outcomes:#?}"
-        );
-        let key = format!("race-{r}");
-        assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM projects WHERE name_key = ?1",
-                [key.as_str()]
-            ),
-            1,
-            "round {r}: one project"
-        );
-        let creator: String = common::query_value(
-            &db,
-            "SELECT actor FROM audit_events WHERE action = 'project.create'
-             AND outcome = 'ok' AND lower(target) = ?1",
-            &[format!("ml-team/{key}").as_str()],
-        );
-        // A1: the winner, and only the winner, holds the owner grant.
-        assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM user_grants g JOIN projects p ON p.id = g.project_id
-                 JOIN users u ON u.id = g.user_id
-                 WHERE p.name_key = ?1 AND g.role = 3 AND u.name = ?2",
-                [key.as_str(), creator.as_str()]
-            ),
-            1,
-            "round {r}: {creator} owns what it created"
-        );
-        assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM user_grants g JOIN projects p ON p.id = g.project_id
-                 WHERE p.name_key = ?1",
-                [key.as_str()]
-            ),
-            1,
-            "round {r}: the loser left no grant behind"
-        );
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------
-// Readers during writes.
 
 /// Projects `p-1..=p-PLAIN` and `q-1..=q-ORDERED` of `ml-team`.
 const PLAIN: usize = 4;
@@ -784,64 +480,374 @@ fn read_until_writers_finish(
     }
 }
 
-#[test]
-fn d2_readers_never_fail_nor_see_uncommitted_states_while_writers_change_grants() -> Result<()> {
-    let (dir, db) = new_db();
-    let engine = Engine::open(&db)?;
-    for u in ["alice", "dave", "erin", "frank"] {
-        engine.create_user(u)?;
-    }
-    engine.create_workspace("ml-team", "alice")?;
-    let alice = session(&engine, "alice")?;
-    for u in ["erin", "frank"] {
-        alice.invite_to_workspace("ml-team", u, WorkspaceRole::Member, false)?;
-    }
-    for i in 1..=PLAIN {
-        alice.create_project(&format!("ml-team/p-{i}"), ProjectOptions::default())?;
-    }
-    for i in 1..=ORDERED {
-        alice.create_project(&format!("ml-team/q-{i}"), ProjectOptions::default())?;
-    }
-    let token = engine.issue_user_token("frank", "reader", None)?;
-    let _db_guard = &dir;
-    std::fs::write(token_file(&db), token.secret()).expect("write the token");
+// Every test below runs once per backend: `sqlite::name` and `postgres::name` (B1,
+// tests/common `backend_tests!`; parentheses, so that rustfmt formats them).
+common::backend_tests!(
+    // ---------------------------------------------------------------------------------
+    // D1, D2: a new database.
 
-    let cycles = cycles();
-    let writers = [
-        format!("toggle_member alice ml-team dave {cycles}"),
-        format!("grant_in_order alice frank ml-team/q- {ORDERED}"),
-        format!("toggle_visibility alice ml-team/p-1 {cycles}"),
-    ];
-    let read = format!("read {PLAIN} {ORDERED} {}", writers.len());
-    // Each writer process also reads on a second thread, through the same engine;
-    // two more processes only read, on two threads each: one through SQL, one
-    // through the never-stale decision cache.
-    let mut workers: Vec<Worker> = writers
-        .iter()
-        .map(|w| Worker::new(&[w.clone(), read.clone()]))
-        .collect();
-    for cache in [false, true] {
-        workers.push(Worker {
-            jobs: vec![read.clone(), read.clone()],
-            cache,
-        });
+    #[test]
+    fn d2_processes_and_threads_creating_one_new_database_at_once_all_succeed() -> Result<()> {
+        // Four processes of sixteen threads, each thread with its own engine: 64 opens
+        // of one file that does not exist yet, all at once, repeated on a new file. Each
+        // round catches a lost race only sometimes (about one in six on a 2-core machine),
+        // hence the many rounds.
+        const PROCESSES: usize = 4;
+        const THREADS: usize = 16;
+        let openers = PROCESSES * THREADS;
+        for r in 0..rounds() * 4 {
+            let (_dir, db) = new_db();
+            let jobs: Vec<String> = (0..openers).map(|i| format!("fresh_user u{i}")).collect();
+            let workers: Vec<Worker> = jobs.chunks(THREADS).map(Worker::new).collect();
+            let outcomes = race(&db, &workers);
+            let failures: Vec<&String> = outcomes.iter().filter(|o| !is_ok(o)).collect();
+            assert!(
+                failures.is_empty(),
+                "round {r}: D2, every opener opens the new file, migrates it or sees it \
+                 migrated, and writes, without ever seeing SQLITE_BUSY: {failures:#?}"
+            );
+            let engine = Engine::open(&db)?;
+            let snapshot = engine.export()?;
+            assert_eq!(snapshot.users.len(), openers, "round {r}");
+            assert_eq!(snapshot.workspaces.len(), openers, "round {r}");
+            if _dir.is_postgres() {
+                continue;
+            }
+            let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .expect("the journal mode");
+            assert_eq!(mode, "wal", "round {r}: D2");
+            let integrity: String = conn
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .expect("integrity_check");
+            assert_eq!(integrity, "ok", "round {r}");
+        }
+        Ok(())
     }
-    let outcomes = race(&db, &workers);
-    let _ = std::fs::remove_file(token_file(&db));
-    let (writer_outcomes, reader_outcomes): (Vec<&String>, Vec<&String>) =
-        outcomes.iter().partition(|o| !o.starts_with("ok passes="));
-    assert_eq!(
-        writer_outcomes,
-        vec!["ok"; writers.len()],
-        "every writer's call succeeds, and every reader passes: {outcomes:#?}"
-    );
-    assert_eq!(reader_outcomes.len(), 7, "{outcomes:#?}");
-    // The final state, as the parent's engine sees it.
-    let frank: Principal = "frank".parse()?;
-    for i in 1..=ORDERED {
-        assert!(engine.check(&frank, &format!("ml-team/q-{i}"), Action::View)?);
+
+    // ---------------------------------------------------------------------------------
+    // S2: the last service account slot.
+
+    #[test]
+    fn s2_eight_processes_race_for_the_last_service_account_slot() -> Result<()> {
+        let (_dir, db) = new_db();
+        let engine = Engine::open(&db)?;
+        engine.create_user("alice")?;
+        engine.create_workspace("ml-team", "alice")?;
+        let alice = session(&engine, "alice")?;
+        for name in ["sa-0", "sa-1", "d-0", "d-1", "d-2", "d-3"] {
+            alice.create_service_account("ml-team", name, false)?;
+        }
+        for r in 0..rounds() {
+            // Every `d-*` account deactivated again, and exactly one slot left.
+            for d in 0..4 {
+                match alice.deactivate_service_account(&format!("d-{d}@ml-team")) {
+                    Ok(()) | Err(Error::ServiceAccountNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let active = alice.workspace_status("ml-team")?.active_service_accounts;
+            let limit = active + 1;
+            alice.set_workspace_settings(
+                "ml-team",
+                WorkspaceSettings {
+                    service_account_limit: Some(limit),
+                    ..Default::default()
+                },
+            )?;
+            // Round 0, 3, ...: eight processes create new accounts. Round 1, 4, ...: four
+            // create and four reactivate deactivated ones. Round 2, 5, ...: the same eight
+            // jobs as four processes of two threads.
+            let creators = if r % 3 == 0 { 8 } else { 4 };
+            let jobs: Vec<String> = (0..creators)
+                .map(|i| format!("create_sa alice ml-team r{r}-c{i}"))
+                .chain((creators..8).map(|i| format!("reactivate_sa alice d-{}@ml-team", i - 4)))
+                .collect();
+            let workers: Vec<Worker> = if r % 3 == 2 {
+                let (creators, reactivators) = jobs.split_at(4);
+                creators
+                    .iter()
+                    .zip(reactivators)
+                    .map(|(c, a)| Worker::new(&[c.clone(), a.clone()]))
+                    .collect()
+            } else {
+                jobs.chunks(1).map(Worker::new).collect()
+            };
+            let outcomes = race(&db, &workers);
+            assert_eq!(outcomes.len(), 8);
+            let winners = outcomes.iter().filter(|o| is_ok(o)).count();
+            assert_eq!(
+                winners, 1,
+                "round {r}: exactly one takes the slot: {outcomes:#?}"
+            );
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| is_ok(o) || is_err(o, "ServiceAccountLimitReached")),
+                "round {r}: the others are refused with ServiceAccountLimitReached: {outcomes:#?}"
+            );
+            assert_eq!(
+                alice.workspace_status("ml-team")?.active_service_accounts,
+                limit
+            );
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM service_accounts WHERE active",
+                    []
+                ),
+                i64::from(limit),
+                "round {r}: the table agrees"
+            );
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM audit_events WHERE outcome = 'ok'
+                     AND action IN ('service_account.create', 'service_account.reactivate')
+                     AND id > (SELECT max(id) FROM audit_events
+                               WHERE action = 'workspace.settings.set')",
+                    []
+                ),
+                1,
+                "round {r}: one success, one event"
+            );
+        }
+        Ok(())
     }
-    assert!(session(&engine, "dave")?.list_projects()?.is_empty());
-    eprintln!("readers: {reader_outcomes:?}");
-    Ok(())
-}
+
+    // ---------------------------------------------------------------------------------
+    // A4: the last admin.
+
+    #[test]
+    fn a4_two_admins_demoting_or_removing_at_once_leave_one_admin() -> Result<()> {
+        let (_dir, db) = new_db();
+        let engine = Engine::open(&db)?;
+        for u in ["alice", "bob", "carol"] {
+            engine.create_user(u)?;
+        }
+        engine.create_workspace("ml-team", "alice")?;
+        session(&engine, "alice")?.invite_to_workspace(
+            "ml-team",
+            "carol",
+            WorkspaceRole::Member,
+            false,
+        )?;
+        // (mode, alice's job, bob's job, the error the loser must get)
+        let modes: [(&str, &str, &str, &[&str]); 4] = [
+            (
+                "demote each other",
+                "set_ws_role alice ml-team bob member",
+                "set_ws_role bob ml-team alice member",
+                &["LastAdmin", "PermissionDenied", "WorkspaceNotFound"],
+            ),
+            (
+                "demote themselves",
+                "set_ws_role alice ml-team alice member",
+                "set_ws_role bob ml-team bob member",
+                &["LastAdmin"],
+            ),
+            (
+                "remove each other",
+                "remove_ws_member alice ml-team bob",
+                "remove_ws_member bob ml-team alice",
+                &["LastAdmin", "PermissionDenied", "WorkspaceNotFound"],
+            ),
+            (
+                "remove themselves",
+                "remove_ws_member alice ml-team alice",
+                "remove_ws_member bob ml-team bob",
+                &["LastAdmin"],
+            ),
+        ];
+        for r in 0..rounds() {
+            for (mode, a, b, loser_errors) in modes {
+                restore_admins(&engine)?;
+                let admins = "SELECT count(*) FROM workspace_members WHERE role = 2";
+                assert_eq!(count(&db, admins, []), 2);
+                let outcomes = race(
+                    &db,
+                    &[Worker::new(&[a.to_owned()]), Worker::new(&[b.to_owned()])],
+                );
+                let winners = outcomes.iter().filter(|o| is_ok(o)).count();
+                assert_eq!(winners, 1, "round {r}, {mode}: one succeeds: {outcomes:#?}");
+                let loser = outcomes.iter().find(|o| !is_ok(o)).expect("a loser");
+                assert!(
+                    loser_errors.iter().any(|v| is_err(loser, v)),
+                    "round {r}, {mode}: the loser is refused with one of {loser_errors:?}: {loser}"
+                );
+                assert_eq!(
+                    count(&db, admins, []),
+                    1,
+                    "round {r}, {mode}: A4, the workspace keeps exactly one admin"
+                );
+                let snapshot = engine.export()?;
+                assert_eq!(
+                    snapshot.workspaces[0]
+                        .members
+                        .values()
+                        .filter(|r| **r == WorkspaceRole::Admin)
+                        .count(),
+                    1,
+                    "round {r}, {mode}: the API agrees"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Project names.
+
+    #[test]
+    fn two_creators_race_for_one_project_name_and_one_wins() -> Result<()> {
+        let (_dir, db) = new_db();
+        let engine = Engine::open(&db)?;
+        for u in ["alice", "bob"] {
+            engine.create_user(u)?;
+        }
+        engine.create_workspace("ml-team", "alice")?;
+        session(&engine, "alice")?.invite_to_workspace(
+            "ml-team",
+            "bob",
+            WorkspaceRole::Member,
+            false,
+        )?;
+        for r in 0..rounds() {
+            // The same name in different spellings (N3: case-insensitive). Every other
+            // round each process races with two threads.
+            let spell = |s: &str| format!("ml-team/{s}-{r}");
+            let (alice_jobs, bob_jobs) = if r % 2 == 0 {
+                (
+                    vec![format!("create_project alice {}", spell("Race"))],
+                    vec![format!("create_project bob {}", spell("race"))],
+                )
+            } else {
+                (
+                    vec![
+                        format!("create_project alice {}", spell("Race")),
+                        format!("create_project alice {}", spell("RACE")),
+                    ],
+                    vec![
+                        format!("create_project bob {}", spell("race")),
+                        format!("create_project bob {}", spell("rAcE")),
+                    ],
+                )
+            };
+            let outcomes = race(&db, &[Worker::new(&alice_jobs), Worker::new(&bob_jobs)]);
+            let winners = outcomes.iter().filter(|o| is_ok(o)).count();
+            assert_eq!(winners, 1, "round {r}: one creator wins: {outcomes:#?}");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| is_ok(o) || is_err(o, "ProjectAlreadyExists")),
+                "round {r}: the others get ProjectAlreadyExists: {outcomes:#?}"
+            );
+            let key = format!("race-{r}");
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM projects WHERE name_key = ?1",
+                    [key.as_str()]
+                ),
+                1,
+                "round {r}: one project"
+            );
+            let creator: String = common::query_value(
+                &db,
+                "SELECT actor FROM audit_events WHERE action = 'project.create'
+                 AND outcome = 'ok' AND lower(target) = ?1",
+                &[format!("ml-team/{key}").as_str()],
+            );
+            // A1: the winner, and only the winner, holds the owner grant.
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM user_grants g JOIN projects p ON p.id = g.project_id
+                     JOIN users u ON u.id = g.user_id
+                     WHERE p.name_key = ?1 AND g.role = 3 AND u.name = ?2",
+                    [key.as_str(), creator.as_str()]
+                ),
+                1,
+                "round {r}: {creator} owns what it created"
+            );
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM user_grants g JOIN projects p ON p.id = g.project_id
+                     WHERE p.name_key = ?1",
+                    [key.as_str()]
+                ),
+                1,
+                "round {r}: the loser left no grant behind"
+            );
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Readers during writes.
+
+    #[test]
+    fn d2_readers_never_fail_nor_see_uncommitted_states_while_writers_change_grants() -> Result<()>
+    {
+        let (dir, db) = new_db();
+        let engine = Engine::open(&db)?;
+        for u in ["alice", "dave", "erin", "frank"] {
+            engine.create_user(u)?;
+        }
+        engine.create_workspace("ml-team", "alice")?;
+        let alice = session(&engine, "alice")?;
+        for u in ["erin", "frank"] {
+            alice.invite_to_workspace("ml-team", u, WorkspaceRole::Member, false)?;
+        }
+        for i in 1..=PLAIN {
+            alice.create_project(&format!("ml-team/p-{i}"), ProjectOptions::default())?;
+        }
+        for i in 1..=ORDERED {
+            alice.create_project(&format!("ml-team/q-{i}"), ProjectOptions::default())?;
+        }
+        let token = engine.issue_user_token("frank", "reader", None)?;
+        let _db_guard = &dir;
+        std::fs::write(token_file(&db), token.secret()).expect("write the token");
+
+        let cycles = cycles();
+        let writers = [
+            format!("toggle_member alice ml-team dave {cycles}"),
+            format!("grant_in_order alice frank ml-team/q- {ORDERED}"),
+            format!("toggle_visibility alice ml-team/p-1 {cycles}"),
+        ];
+        let read = format!("read {PLAIN} {ORDERED} {}", writers.len());
+        // Each writer process also reads on a second thread, through the same engine;
+        // two more processes only read, on two threads each: one through SQL, one
+        // through the never-stale decision cache.
+        let mut workers: Vec<Worker> = writers
+            .iter()
+            .map(|w| Worker::new(&[w.clone(), read.clone()]))
+            .collect();
+        for cache in [false, true] {
+            workers.push(Worker {
+                jobs: vec![read.clone(), read.clone()],
+                cache,
+            });
+        }
+        let outcomes = race(&db, &workers);
+        let _ = std::fs::remove_file(token_file(&db));
+        let (writer_outcomes, reader_outcomes): (Vec<&String>, Vec<&String>) =
+            outcomes.iter().partition(|o| !o.starts_with("ok passes="));
+        assert_eq!(
+            writer_outcomes,
+            vec!["ok"; writers.len()],
+            "every writer's call succeeds, and every reader passes: {outcomes:#?}"
+        );
+        assert_eq!(reader_outcomes.len(), 7, "{outcomes:#?}");
+        // The final state, as the parent's engine sees it.
+        let frank: Principal = "frank".parse()?;
+        for i in 1..=ORDERED {
+            assert!(engine.check(&frank, &format!("ml-team/q-{i}"), Action::View)?);
+        }
+        assert!(session(&engine, "dave")?.list_projects()?.is_empty());
+        eprintln!("readers: {reader_outcomes:?}");
+        Ok(())
+    }
+);

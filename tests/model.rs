@@ -38,10 +38,9 @@
 
 mod common;
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use proptest::prelude::*;
@@ -1559,10 +1558,14 @@ fn compare<T: fmt::Debug + PartialEq>(
     }
 }
 
-static SEQUENCES: AtomicU64 = AtomicU64::new(0);
-static STEPS: AtomicU64 = AtomicU64::new(0);
-/// Outcomes by call and result, printed when `MODEL_STATS` is set.
-static OUTCOMES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+// Per thread: the SQLite and PostgreSQL copies of the test run at once, each on the
+// thread its runner runs every case on.
+thread_local! {
+    static SEQUENCES: Cell<u64> = const { Cell::new(0) };
+    static STEPS: Cell<u64> = const { Cell::new(0) };
+    /// Outcomes by call and result, printed when `MODEL_STATS` is set.
+    static OUTCOMES: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
 
 fn tally(op: &dyn fmt::Debug, outcome: Result<&Out, String>) {
     let name = format!("{op:?}");
@@ -1574,17 +1577,13 @@ fn tally(op: &dyn fmt::Debug, outcome: Result<&Out, String>) {
         Ok(_) => "ok".to_owned(),
         Err(kind) => kind,
     };
-    *OUTCOMES
-        .lock()
-        .expect("no panics while held")
-        .entry(format!("{name}: {outcome}"))
-        .or_default() += 1;
+    OUTCOMES.with_borrow_mut(|o| *o.entry(format!("{name}: {outcome}")).or_default() += 1);
 }
 
 /// Runs one sequence against both sides, comparing after every step and, at the end,
 /// every decision.
 fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
-    SEQUENCES.fetch_add(1, Ordering::Relaxed);
+    SEQUENCES.set(SEQUENCES.get() + 1);
     let engine = setup().map_err(|e| fail(format!("setup: {e}")))?;
     let mut model = Model::new();
     // The last token issued to each service account, by canonical full name.
@@ -1596,7 +1595,7 @@ fn run_sequence(steps: &[Step]) -> Result<(), TestCaseError> {
     let mut sessions: HashMap<String, (Session<'_>, Option<String>)> = HashMap::new();
 
     for (i, step) in steps.iter().enumerate() {
-        STEPS.fetch_add(1, Ordering::Relaxed);
+        STEPS.set(STEPS.get() + 1);
         let what = format!("step {i} ({:?} does {:?})", step.actor, step.op);
         // The mode that applies: a token or an earlier session only if there is one.
         let (mode, key) = match step.actor {
@@ -1816,51 +1815,62 @@ fn all_pages(session: &Session<'_>) -> Result<Vec<String>, Error> {
     Ok(names)
 }
 
-/// R1–R7, A1–A9, S1–S6 and the §7 calls: the engine and the model agree on random
-/// sequences of management calls by random actors.
-#[test]
-fn engine_agrees_with_model_on_random_call_sequences() {
-    let mut config = Config::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        // On PostgreSQL each case is a new database and every call a SERIALIZABLE
-        // transaction over the network: a quarter of the cases keeps the run short.
-        config.cases = if common::on_postgres() {
-            DEFAULT_CASES / 4
-        } else {
-            DEFAULT_CASES
-        };
-    }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::Off));
-    let cases = config.cases;
-    let start = Instant::now();
-    let mut runner = TestRunner::new(config);
-    let result = runner.run(&steps(), |steps| run_sequence(&steps));
-    eprintln!(
-        "model: {} sequences, {} steps ({} cases of up to {} calls) in {:.1?}",
-        SEQUENCES.load(Ordering::Relaxed),
-        STEPS.load(Ordering::Relaxed),
-        cases,
-        MAX_STEPS,
-        start.elapsed(),
-    );
-    if std::env::var_os("MODEL_STATS").is_some() {
-        for (outcome, n) in OUTCOMES.lock().expect("no panics while held").iter() {
-            eprintln!("{n:>8}  {outcome}");
+// Every test below runs once per backend: `sqlite::name` and `postgres::name` (B1,
+// tests/common `backend_tests!`; parentheses, so that rustfmt formats them).
+common::backend_tests!(
+    /// R1–R7, A1–A9, S1–S6 and the §7 calls: the engine and the model agree on random
+    /// sequences of management calls by random actors.
+    #[test]
+    fn engine_agrees_with_model_on_random_call_sequences() {
+        let mut config = Config::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            // On PostgreSQL each case is a new database and every call a SERIALIZABLE
+            // transaction over the network: a quarter of the cases keeps the run short.
+            config.cases = if common::on_postgres() {
+                DEFAULT_CASES / 4
+            } else {
+                DEFAULT_CASES
+            };
+        }
+        config.failure_persistence = Some(Box::new(FileFailurePersistence::Off));
+        let cases = config.cases;
+        let start = Instant::now();
+        let mut runner = TestRunner::new(config);
+        let result = runner.run(&steps(), |steps| run_sequence(&steps));
+        eprintln!(
+            "model on {}: {} sequences, {} steps ({} cases of up to {} calls) in {:.1?}",
+            if common::on_postgres() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            SEQUENCES.get(),
+            STEPS.get(),
+            cases,
+            MAX_STEPS,
+            start.elapsed(),
+        );
+        if std::env::var_os("MODEL_STATS").is_some() {
+            OUTCOMES.with_borrow(|outcomes| {
+                for (outcome, n) in outcomes {
+                    eprintln!("{n:>8}  {outcome}");
+                }
+            });
+        }
+        match result {
+            Ok(()) => {}
+            Err(TestError::Fail(reason, steps)) => {
+                let steps: Vec<String> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("  {i:>2}. {:?} does {:?}", s.actor, s.op))
+                    .collect();
+                panic!(
+                    "the engine and the model disagree: {reason}\nminimal sequence:\n{}",
+                    steps.join("\n")
+                );
+            }
+            Err(e) => panic!("{e}"),
         }
     }
-    match result {
-        Ok(()) => {}
-        Err(TestError::Fail(reason, steps)) => {
-            let steps: Vec<String> = steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| format!("  {i:>2}. {:?} does {:?}", s.actor, s.op))
-                .collect();
-            panic!(
-                "the engine and the model disagree: {reason}\nminimal sequence:\n{}",
-                steps.join("\n")
-            );
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
+);

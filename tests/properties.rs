@@ -3,8 +3,8 @@
 //!
 //! Each case generates a random world (workspaces, users with random workspace roles,
 //! service accounts, some deactivated, projects with random visibility and random
-//! explicit grants), builds it through the public management API on an in-memory
-//! engine, and keeps a plain record of the facts it created. The properties then
+//! explicit grants), builds it through the public management API on a fresh engine
+//! (in memory on SQLite, a new database on PostgreSQL), and keeps a plain record of the facts it created. The properties then
 //! compare what the engine answers with what SPEC.md says those facts imply.
 //!
 //! Case count: 64 per property by default, to keep the file fast in debug builds. Set
@@ -437,235 +437,249 @@ fn role_of(engine: &Engine, who: &Principal, project: &str) -> Result<Option<Pro
 // ---------------------------------------------------------------------------------
 // The properties.
 
-proptest! {
-    #![proptest_config(config())]
-
+// Every property runs once per backend: `sqlite::name` and `postgres::name` (B1,
+// tests/common `backend_tests!`). Each runs its cases on the test's thread.
+common::backend_tests!(
     /// R5 (with R2, R4, R6, R7): an SA's effective role is exactly the higher of its
     /// explicit grant (counted only while active and in the project's workspace) and
     /// `viewer` on a public project. Workspace roles and `workspace` visibility never
     /// reach it; a deactivated SA has no role at all.
     #[test]
-    fn r5_service_account_role_is_exactly_grant_or_public_viewer(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for (s, sa) in model.service_accounts.iter().enumerate() {
-            let who: Principal = sa.full_name.parse()?;
-            for p in &model.projects {
-                let expected = if sa.active {
-                    let grant = p
-                        .sa_grants
-                        .get(&s)
-                        .copied()
-                        .filter(|_| sa.workspace == p.workspace);
-                    let public =
-                        (p.visibility == Visibility::Public).then_some(ProjectRole::Viewer);
-                    grant.max(public)
-                } else {
-                    None
-                };
-                let got = role_of(&engine, &who, &p.name)?;
-                prop_assert_eq!(
-                    got, expected,
-                    "R5: {} on {} ({:?}, grant {:?}, active {})",
-                    &sa.full_name, &p.name, p.visibility, p.sa_grants.get(&s), sa.active
-                );
+    fn r5_service_account_role_is_exactly_grant_or_public_viewer() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for (s, sa) in model.service_accounts.iter().enumerate() {
+                let who: Principal = sa.full_name.parse()?;
+                for p in &model.projects {
+                    let expected = if sa.active {
+                        let grant = p
+                            .sa_grants
+                            .get(&s)
+                            .copied()
+                            .filter(|_| sa.workspace == p.workspace);
+                        let public =
+                            (p.visibility == Visibility::Public).then_some(ProjectRole::Viewer);
+                        grant.max(public)
+                    } else {
+                        None
+                    };
+                    let got = role_of(&engine, &who, &p.name)?;
+                    prop_assert_eq!(
+                        got, expected,
+                        "R5: {} on {} ({:?}, grant {:?}, active {})",
+                        &sa.full_name, &p.name, p.visibility, p.sa_grants.get(&s), sa.active
+                    );
+                }
             }
-        }
+        });
     }
 
     /// R6: a deactivated SA has no role and may do nothing anywhere, public projects
     /// included, and no session can be opened for it.
     #[test]
-    fn r6_deactivated_service_account_has_no_role_and_no_session(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for sa in model.service_accounts.iter().filter(|sa| !sa.active) {
-            let who: Principal = sa.full_name.parse()?;
-            prop_assert!(
-                engine.session_for(&who).is_err(),
-                "R6: a session opened for deactivated {}",
-                &sa.full_name
-            );
-            for p in &model.projects {
-                prop_assert_eq!(
-                    role_of(&engine, &who, &p.name)?,
-                    None,
-                    "R6: {} on {}",
-                    &sa.full_name, &p.name
+    fn r6_deactivated_service_account_has_no_role_and_no_session() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for sa in model.service_accounts.iter().filter(|sa| !sa.active) {
+                let who: Principal = sa.full_name.parse()?;
+                prop_assert!(
+                    engine.session_for(&who).is_err(),
+                    "R6: a session opened for deactivated {}",
+                    &sa.full_name
                 );
-                for action in Action::ALL {
-                    prop_assert!(
-                        !engine.check(&who, &p.name, action)?,
-                        "R6: deactivated {} may {} {}",
-                        &sa.full_name, action, &p.name
+                for p in &model.projects {
+                    prop_assert_eq!(
+                        role_of(&engine, &who, &p.name)?,
+                        None,
+                        "R6: {} on {}",
+                        &sa.full_name, &p.name
                     );
+                    for action in Action::ALL {
+                        prop_assert!(
+                            !engine.check(&who, &p.name, action)?,
+                            "R6: deactivated {} may {} {}",
+                            &sa.full_name, action, &p.name
+                        );
+                    }
                 }
             }
-        }
+        });
     }
 
     /// R7 (with R4): a principal outside the project's workspace (a non-member user,
     /// another workspace's SA) is exactly `viewer` on a public project and has nothing
     /// on any other, whatever grants it held before (A7) or holds elsewhere.
     #[test]
-    fn r7_outsider_gets_at_most_viewer_and_only_on_public(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for p in &model.projects {
-            let public = p.visibility == Visibility::Public;
-            let mut outsiders: Vec<Principal> = Vec::new();
-            for user in model.users.iter().filter(|u| u.roles[p.workspace].is_none()) {
-                outsiders.push(user.name.parse()?);
-            }
-            for sa in model
-                .service_accounts
-                .iter()
-                .filter(|sa| sa.active && sa.workspace != p.workspace)
-            {
-                outsiders.push(sa.full_name.parse()?);
-            }
-            for who in &outsiders {
-                let expected = public.then_some(ProjectRole::Viewer);
-                prop_assert_eq!(
-                    role_of(&engine, who, &p.name)?,
-                    expected,
-                    "R7: {} on {}",
-                    who, &p.name
-                );
-                for action in Action::ALL {
+    fn r7_outsider_gets_at_most_viewer_and_only_on_public() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for p in &model.projects {
+                let public = p.visibility == Visibility::Public;
+                let mut outsiders: Vec<Principal> = Vec::new();
+                for user in model.users.iter().filter(|u| u.roles[p.workspace].is_none()) {
+                    outsiders.push(user.name.parse()?);
+                }
+                for sa in model
+                    .service_accounts
+                    .iter()
+                    .filter(|sa| sa.active && sa.workspace != p.workspace)
+                {
+                    outsiders.push(sa.full_name.parse()?);
+                }
+                for who in &outsiders {
+                    let expected = public.then_some(ProjectRole::Viewer);
                     prop_assert_eq!(
-                        engine.check(who, &p.name, action)?,
-                        public && action == Action::View,
-                        "R7: {} {} {} ({:?})",
-                        who, action, &p.name, p.visibility
+                        role_of(&engine, who, &p.name)?,
+                        expected,
+                        "R7: {} on {}",
+                        who, &p.name
                     );
+                    for action in Action::ALL {
+                        prop_assert_eq!(
+                            engine.check(who, &p.name, action)?,
+                            public && action == Action::View,
+                            "R7: {} {} {} ({:?})",
+                            who, action, &p.name, p.visibility
+                        );
+                    }
                 }
             }
-        }
+        });
     }
 
     /// R1 (with A3): a workspace admin is owner of every project of the workspace,
     /// whatever its visibility and grants, and may do everything to it, delete included.
     #[test]
-    fn r1_workspace_admin_is_owner_of_every_project(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for p in &model.projects {
-            for user in model
-                .users
-                .iter()
-                .filter(|u| u.roles[p.workspace] == Some(WorkspaceRole::Admin))
-            {
-                let who: Principal = user.name.parse()?;
-                prop_assert_eq!(
-                    role_of(&engine, &who, &p.name)?,
-                    Some(ProjectRole::Owner),
-                    "R1: admin {} on {}",
-                    &user.name, &p.name
-                );
-                for action in Action::ALL {
-                    prop_assert!(
-                        engine.check(&who, &p.name, action)?,
-                        "R1: admin {} may not {} {}",
-                        &user.name, action, &p.name
+    fn r1_workspace_admin_is_owner_of_every_project() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for p in &model.projects {
+                for user in model
+                    .users
+                    .iter()
+                    .filter(|u| u.roles[p.workspace] == Some(WorkspaceRole::Admin))
+                {
+                    let who: Principal = user.name.parse()?;
+                    prop_assert_eq!(
+                        role_of(&engine, &who, &p.name)?,
+                        Some(ProjectRole::Owner),
+                        "R1: admin {} on {}",
+                        &user.name, &p.name
                     );
+                    for action in Action::ALL {
+                        prop_assert!(
+                            engine.check(&who, &p.name, action)?,
+                            "R1: admin {} may not {} {}",
+                            &user.name, action, &p.name
+                        );
+                    }
                 }
             }
-        }
+        });
     }
 
     /// R1–R7 and the action table (§4, A3): `Engine::check` gives, for every principal,
     /// project and action, the answer of the pure rule applied to the recorded facts.
     #[test]
-    fn check_agrees_with_pure_decide_on_recorded_facts(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for p in &model.projects {
-            for (who, standing) in model.principals(p)? {
-                for action in Action::ALL {
-                    let expected = decide(p.visibility, standing, action);
-                    prop_assert_eq!(
-                        engine.check(&who, &p.name, action)?,
-                        expected,
-                        "{} {} {} ({:?}, {:?})",
-                        &who, action, &p.name, p.visibility, standing
-                    );
+    fn check_agrees_with_pure_decide_on_recorded_facts() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for p in &model.projects {
+                for (who, standing) in model.principals(p)? {
+                    for action in Action::ALL {
+                        let expected = decide(p.visibility, standing, action);
+                        prop_assert_eq!(
+                            engine.check(&who, &p.name, action)?,
+                            expected,
+                            "{} {} {} ({:?}, {:?})",
+                            &who, action, &p.name, p.visibility, standing
+                        );
+                    }
                 }
             }
-        }
+        });
     }
 
     /// §4 (view), R1–R7: `list_projects` of every principal that can open a session
     /// lists exactly the projects it may view, each once, in workspace and
     /// project-name order.
     #[test]
-    fn list_projects_is_exactly_the_viewable_projects_sorted(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        let mut principals: Vec<Principal> = Vec::new();
-        for user in &model.users {
-            principals.push(user.name.parse()?);
-        }
-        for sa in model.service_accounts.iter().filter(|sa| sa.active) {
-            principals.push(sa.full_name.parse()?);
-        }
-        for who in &principals {
-            let listed = engine.session_for(who)?.list_projects()?;
-            let mut viewable = BTreeSet::new();
-            for p in &model.projects {
-                if engine.check(who, &p.name, Action::View)? {
-                    viewable.insert(p.name.clone());
-                }
+    fn list_projects_is_exactly_the_viewable_projects_sorted() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            let mut principals: Vec<Principal> = Vec::new();
+            for user in &model.users {
+                principals.push(user.name.parse()?);
             }
-            let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
-            prop_assert_eq!(
-                listed_set.len(),
-                listed.len(),
-                "{} listed a project twice: {:?}",
-                who, &listed
-            );
-            prop_assert_eq!(&listed_set, &viewable, "list_projects of {}", who);
-            let order = |name: &String| -> (String, String) {
-                let (w, p) = name.split_once('/').unwrap_or((name, ""));
-                (w.to_owned(), p.to_lowercase())
-            };
-            prop_assert!(
-                listed.windows(2).all(|pair| order(&pair[0]) < order(&pair[1])),
-                "list_projects of {} is not sorted: {:?}",
-                who, &listed
-            );
-            // Pages of any size concatenate to the complete list, with no gap or repeat.
-            for size in [1, 2, 5] {
-                let mut paged = Vec::new();
-                let mut after: Option<String> = None;
-                loop {
-                    let page = engine.session_for(who)?.list_projects_page(after.as_deref(), size)?;
-                    prop_assert!(page.projects.len() <= size);
-                    paged.extend(page.projects);
-                    match page.next {
-                        Some(next) => after = Some(next),
-                        None => break,
+            for sa in model.service_accounts.iter().filter(|sa| sa.active) {
+                principals.push(sa.full_name.parse()?);
+            }
+            for who in &principals {
+                let listed = engine.session_for(who)?.list_projects()?;
+                let mut viewable = BTreeSet::new();
+                for p in &model.projects {
+                    if engine.check(who, &p.name, Action::View)? {
+                        viewable.insert(p.name.clone());
                     }
                 }
-                prop_assert_eq!(&paged, &listed, "pages of {} for {}", size, who);
+                let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
+                prop_assert_eq!(
+                    listed_set.len(),
+                    listed.len(),
+                    "{} listed a project twice: {:?}",
+                    who, &listed
+                );
+                prop_assert_eq!(&listed_set, &viewable, "list_projects of {}", who);
+                let order = |name: &String| -> (String, String) {
+                    let (w, p) = name.split_once('/').unwrap_or((name, ""));
+                    (w.to_owned(), p.to_lowercase())
+                };
+                prop_assert!(
+                    listed.windows(2).all(|pair| order(&pair[0]) < order(&pair[1])),
+                    "list_projects of {} is not sorted: {:?}",
+                    who, &listed
+                );
+                // Pages of any size concatenate to the complete list, with no gap or repeat.
+                for size in [1, 2, 5] {
+                    let mut paged = Vec::new();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = engine.session_for(who)?.list_projects_page(after.as_deref(), size)?;
+                        prop_assert!(page.projects.len() <= size);
+                        paged.extend(page.projects);
+                        match page.next {
+                            Some(next) => after = Some(next),
+                            None => break,
+                        }
+                    }
+                    prop_assert_eq!(&paged, &listed, "pages of {} for {}", size, who);
+                }
             }
-        }
+        });
     }
 
     /// R4: an anonymous caller may view exactly the public projects and do nothing else.
     #[test]
-    fn r4_anonymous_views_exactly_public_projects(plan in world_plan()) {
-        let (engine, model) = build(&plan)?;
-        for p in &model.projects {
-            for action in Action::ALL {
-                let expected = action == Action::View && p.visibility == Visibility::Public;
-                prop_assert_eq!(
-                    engine.check_anonymous(&p.name, action)?,
-                    expected,
-                    "R4: anonymous {} {} ({:?})",
-                    action, &p.name, p.visibility
-                );
-                prop_assert_eq!(
-                    decide(p.visibility, Standing::Anonymous, action),
-                    expected,
-                    "R4, pure rule: anonymous {} on {:?}",
-                    action, p.visibility
-                );
+    fn r4_anonymous_views_exactly_public_projects() {
+        proptest!(config(), |(plan in world_plan())| {
+            let (engine, model) = build(&plan)?;
+            for p in &model.projects {
+                for action in Action::ALL {
+                    let expected = action == Action::View && p.visibility == Visibility::Public;
+                    prop_assert_eq!(
+                        engine.check_anonymous(&p.name, action)?,
+                        expected,
+                        "R4: anonymous {} {} ({:?})",
+                        action, &p.name, p.visibility
+                    );
+                    prop_assert_eq!(
+                        decide(p.visibility, Standing::Anonymous, action),
+                        expected,
+                        "R4, pure rule: anonymous {} on {:?}",
+                        action, p.visibility
+                    );
+                }
             }
-        }
+        });
     }
-}
+);

@@ -60,16 +60,13 @@ impl Drop for Immutable {
 }
 
 // ---------------------------------------------------------------------------------
-// Backends (SPEC B1): one suite, run on SQLite or on PostgreSQL.
+// Backends (SPEC B1): one suite, run on SQLite and on PostgreSQL in one test binary.
 
-/// The server the PostgreSQL runs use: a URL to a database on it (often `postgres`)
-/// whose user may create databases.
+/// The server the PostgreSQL copies of the suites use: a URL to a database on it (often
+/// `postgres`) whose user may create databases.
 pub const ENV_POSTGRES_URL: &str = "TURNSTILE_TEST_POSTGRES_URL";
-/// `sqlite` or `postgres`: the backend of the suites' fresh engines. Unset, it is
-/// PostgreSQL when [`ENV_POSTGRES_URL`] is set, else SQLite.
-pub const ENV_BACKEND: &str = "TURNSTILE_TEST_BACKEND";
 
-/// The backend the suites run on.
+/// The backend a test runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// A SQLite file (or an in-memory database).
@@ -85,20 +82,117 @@ pub fn postgres_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
-/// The backend of this run (see [`ENV_BACKEND`]). Asking for PostgreSQL without a
-/// server fails the test rather than falling back to SQLite.
-pub fn backend() -> Backend {
-    match std::env::var(ENV_BACKEND).ok().as_deref() {
-        Some("sqlite") => Backend::Sqlite,
-        Some("postgres") => Backend::Postgres(postgres_url().unwrap_or_else(|| {
-            panic!("{ENV_BACKEND}=postgres needs {ENV_POSTGRES_URL} (scripts/pg-throwaway.sh)")
-        })),
-        Some(other) => panic!("{ENV_BACKEND}={other}: expected sqlite or postgres"),
-        None => postgres_url().map_or(Backend::Sqlite, Backend::Postgres),
+thread_local! {
+    /// The backend of the test running on this thread, set by [`backend_tests!`].
+    static BACKEND: std::cell::RefCell<Option<Backend>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets this thread's backend until dropped (see [`enter`]).
+pub struct OnBackend {
+    previous: Option<Backend>,
+}
+
+impl OnBackend {
+    /// Makes `backend` this thread's backend until the guard is dropped: what a thread
+    /// that a test spawns calls before it asks for an engine.
+    pub fn set(backend: Backend) -> Self {
+        let previous = BACKEND.with(|b| b.borrow_mut().replace(backend));
+        Self { previous }
     }
 }
 
-/// Whether this run is on PostgreSQL.
+impl Drop for OnBackend {
+    fn drop(&mut self) {
+        BACKEND.with(|b| *b.borrow_mut() = self.previous.take());
+    }
+}
+
+/// Where [`backend_tests!`] starts a test: SQLite always; PostgreSQL when
+/// [`ENV_POSTGRES_URL`] is set, else `None` after [`require_postgres`] has said that
+/// `test` is skipped (or failed it, under `CI=true`).
+pub fn enter(postgres: bool, test: &str) -> Option<OnBackend> {
+    if !postgres {
+        return Some(OnBackend::set(Backend::Sqlite));
+    }
+    require_postgres(test).map(|url| OnBackend::set(Backend::Postgres(url)))
+}
+
+/// What a skipped test returns: `()` or `Ok(())`.
+pub trait Skipped {
+    /// The value of a test that did not run.
+    fn skipped() -> Self;
+}
+
+impl Skipped for () {
+    fn skipped() {}
+}
+
+impl<E> Skipped for Result<(), E> {
+    fn skipped() -> Self {
+        Ok(())
+    }
+}
+
+/// The test functions given, once per backend: `mod sqlite { .. }` and
+/// `mod postgres { .. }`, so that a test is `rules::sqlite::a6_..` and
+/// `rules::postgres::a6_..` and a filter picks a backend (`cargo test -- postgres::`,
+/// or `-- --skip postgres::`). Each copy sets its backend for the test's thread
+/// ([`backend`], [`engine`], [`TestDb::fresh`] read it); the PostgreSQL copies skip
+/// without [`ENV_POSTGRES_URL`] (and fail under `CI=true`, see [`require_postgres`]).
+///
+/// Write the tests as usual (attributes, `#[test]`, an optional return type such as
+/// `-> Result<()>`) between parentheses, so that rustfmt still formats them:
+/// `common::backend_tests!( #[test] fn a() -> Result<()> { .. } );`. A test's body
+/// runs in a module of the file, with everything of the file in scope (`use super::*`).
+/// Threads it spawns have no backend until they call [`OnBackend::set`]; child
+/// processes are given a file path or URL ([`TestDb::target`]).
+// Used by the backend suites only; the other test crates include this module too.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* fn $name:ident() $(-> $ret:ty)? $body:block)*) => {
+        /// The tests of this file on SQLite.
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::common::backend_tests!(@copies false, $($(#[$meta])* fn $name() $(-> $ret)? $body)*);
+        }
+
+        /// The tests of this file on PostgreSQL (`TURNSTILE_TEST_POSTGRES_URL`).
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::common::backend_tests!(@copies true, $($(#[$meta])* fn $name() $(-> $ret)? $body)*);
+        }
+    };
+    (@copies $postgres:expr, $($(#[$meta:meta])* fn $name:ident() $(-> $ret:ty)? $body:block)*) => {
+        $(
+            $(#[$meta])*
+            fn $name() $(-> $ret)? {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                match $crate::common::enter($postgres, test) {
+                    Some(_on_backend) => $body,
+                    None => $crate::common::Skipped::skipped(),
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;
+
+/// The backend of the test running on this thread. Outside [`backend_tests!`] (or on a
+/// thread the test spawned without [`OnBackend::set`]) there is none, and this panics
+/// rather than guess.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.borrow().clone()).unwrap_or_else(|| {
+        panic!(
+            "no backend on this thread: common::backend() serves the tests of \
+             common::backend_tests! on their own thread (spawned threads: OnBackend::set)"
+        )
+    })
+}
+
+/// Whether the test on this thread runs on PostgreSQL.
 pub fn on_postgres() -> bool {
     matches!(backend(), Backend::Postgres(_))
 }
@@ -179,7 +273,7 @@ fn migrated_template(server: &str) -> String {
         .clone()
 }
 
-/// A fresh, empty database of the run's backend, removed when dropped: a file in a
+/// A fresh, empty database of the test's backend, removed when dropped: a file in a
 /// temporary directory, or a database created on the PostgreSQL server.
 pub struct TestDb {
     target: PathBuf,
@@ -188,7 +282,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A new database on the run's backend.
+    /// A new database on the test's backend.
     pub fn fresh() -> Self {
         match backend() {
             Backend::Sqlite => Self::sqlite(),
@@ -196,7 +290,7 @@ impl TestDb {
         }
     }
 
-    /// A new SQLite file, whatever the run's backend.
+    /// A new SQLite file, whatever the test's backend.
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         Self {
@@ -260,7 +354,7 @@ impl Drop for TestDb {
     }
 }
 
-/// An engine on a fresh database of the run's backend, which it removes when dropped.
+/// An engine on a fresh database of the test's backend, which it removes when dropped.
 pub struct TestEngine {
     // Dropped first: the engine closes its connections before the database goes.
     engine: turnstile::Engine,
