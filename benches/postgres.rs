@@ -155,6 +155,34 @@ fn postgres(c: &mut Criterion) {
         paired("control", rounds, &mut floor2, &mut floor);
     }
 
+    // The opt-in decision cache (B3), warm: answers from memory at most 100 ms late.
+    let cached = Engine::open_with(
+        &url,
+        turnstile::Options {
+            decision_cache: true,
+            postgres_staleness: Some(Duration::from_millis(100)),
+            ..Default::default()
+        },
+    )
+    .expect("open with the cache");
+    // Until the listener's first heartbeat comes back, the cache is bypassed.
+    std::thread::sleep(Duration::from_millis(500));
+    for q in &queries {
+        cached
+            .check(&q.principal, &q.project, q.action)
+            .expect("a check");
+    }
+    let mut k = 0usize;
+    group.bench_function("check, cached (100 ms bound)", |b| {
+        b.iter(|| {
+            k += 1;
+            let q = &queries[k % queries.len()];
+            cached
+                .check(&q.principal, &q.project, q.action)
+                .expect("a check")
+        })
+    });
+
     let admin = engine
         .session_for(&"u0000".parse().expect("a name"))
         .expect("an admin");
