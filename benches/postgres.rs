@@ -63,6 +63,41 @@ const FLOOR_SA: &str = "SELECT p.visibility, s.id, s.active, s.workspace_id = w.
      LEFT JOIN service_account_grants g ON g.project_id = p.id AND g.service_account_id = s.id
      WHERE w.name = $1";
 
+/// A principal as the floor's statements take it: names already keyed. Every workload
+/// name is lower-case ASCII.
+enum Who {
+    User(String),
+    ServiceAccount(String, String),
+}
+
+/// The floor: the check's two statements prepared once on a connection of its own.
+struct Floor {
+    client: postgres::Client,
+    user: postgres::Statement,
+    sa: postgres::Statement,
+}
+
+impl Floor {
+    fn connect(url: &str) -> Self {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+        let user = client.prepare(FLOOR_USER).expect("prepare");
+        let sa = client.prepare(FLOOR_SA).expect("prepare");
+        Self { client, user, sa }
+    }
+
+    /// The project's visibility when it exists: one round trip.
+    fn ask(&mut self, (ws, project, who): &(String, String, Who)) -> Option<i32> {
+        let row = match who {
+            Who::User(name) => self.client.query_opt(&self.user, &[ws, project, name]),
+            Who::ServiceAccount(sa_ws, sa_name) => self
+                .client
+                .query_opt(&self.sa, &[ws, project, sa_ws, sa_name]),
+        }
+        .expect("the floor's statement");
+        row.map(|r| r.get::<_, i32>(0))
+    }
+}
+
 fn postgres(c: &mut Criterion) {
     let Some(server) = std::env::var("TURNSTILE_TEST_POSTGRES_URL")
         .ok()
@@ -77,14 +112,7 @@ fn postgres(c: &mut Criterion) {
     let mut group = c.benchmark_group("pg");
     group.measurement_time(Duration::from_secs(6));
 
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    let user = client.prepare(FLOOR_USER).expect("prepare");
-    let sa = client.prepare(FLOOR_SA).expect("prepare");
-    // The names as the engine keys them: every workload name is lower-case ASCII.
-    enum Who {
-        User(String),
-        ServiceAccount(String, String),
-    }
+    let mut first = Floor::connect(&url);
     let keyed: Vec<(String, String, Who)> = queries
         .iter()
         .map(|q| {
@@ -108,17 +136,7 @@ fn postgres(c: &mut Criterion) {
             .check(&q.principal, &q.project, q.action)
             .expect("a check")
     };
-    let mut floor = |k: usize| {
-        let (ws, project, who) = &keyed[k % keyed.len()];
-        let row = match who {
-            Who::User(name) => client.query_opt(&user, &[ws, project, name]),
-            Who::ServiceAccount(sa_ws, sa_name) => {
-                client.query_opt(&sa, &[ws, project, sa_ws, sa_name])
-            }
-        }
-        .expect("the floor's statement");
-        row.map(|r| r.get::<_, i32>(0))
-    };
+    let mut floor = |k: usize| first.ask(&keyed[k % keyed.len()]);
     let (mut i, mut j) = (0, 0);
     for round in 1..=rounds {
         group.bench_function(format!("check/{round}"), |b| {
@@ -136,20 +154,8 @@ fn postgres(c: &mut Criterion) {
     }
     // The control: the floor on a second connection of its own, paired with the first,
     // shows how far two connections drift apart on the same machine.
-    let mut client2 = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    let user2 = client2.prepare(FLOOR_USER).expect("prepare");
-    let sa2 = client2.prepare(FLOOR_SA).expect("prepare");
-    let mut floor2 = |k: usize| {
-        let (ws, project, who) = &keyed[k % keyed.len()];
-        let row = match who {
-            Who::User(name) => client2.query_opt(&user2, &[ws, project, name]),
-            Who::ServiceAccount(sa_ws, sa_name) => {
-                client2.query_opt(&sa2, &[ws, project, sa_ws, sa_name])
-            }
-        }
-        .expect("the floor's statement");
-        row.map(|r| r.get::<_, i32>(0))
-    };
+    let mut second = Floor::connect(&url);
+    let mut floor2 = |k: usize| second.ask(&keyed[k % keyed.len()]);
     if !std::env::args().any(|a| a == "--test") {
         paired("check", rounds, &mut check, &mut floor);
         paired("control", rounds, &mut floor2, &mut floor);
