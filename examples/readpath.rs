@@ -20,24 +20,12 @@ mod workload;
 
 use std::time::Instant;
 
-use turnstile::{Engine, Options, Principal};
+use turnstile::{Engine, Options};
 
 /// The tokens file beside the database: one secret per line, users then service
 /// accounts, an empty line for a deactivated one.
 fn tokens_path(db: &str) -> String {
     format!("{db}.tokens")
-}
-
-fn token_index(p: &Principal) -> usize {
-    let digits = |s: &str| {
-        s.trim_start_matches(|c: char| c.is_ascii_alphabetic())
-            .parse::<usize>()
-            .unwrap_or(0)
-    };
-    match p {
-        Principal::User(u) => digits(u.as_str()),
-        Principal::ServiceAccount(sa) => workload::USERS + digits(sa.name.as_str()),
-    }
 }
 
 #[inline(never)]
@@ -100,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let one = |q: &workload::Query| -> bool {
         if mode.starts_with("authorize") {
-            let t = &tokens[token_index(&q.principal)];
+            let t = &tokens[workload::token_index(&q.principal)];
             !t.is_empty() && engine.authorize(t, &q.project, q.action).unwrap_or(false)
         } else {
             engine

@@ -13,6 +13,7 @@
 //! that of a run with `--queries 0`, divided by the queries.
 
 #[path = "../benches/standard/workload.rs"]
+#[allow(dead_code)] // what the benches use of it beyond the generator
 mod workload;
 
 use std::time::Instant;

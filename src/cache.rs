@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::repo::sqlite::ChangeStamp;
+use crate::repo::store::ChangeStamp;
 
 /// Enough shards that threads sharing an engine seldom meet on one lock.
 const SHARDS: usize = 64;

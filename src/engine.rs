@@ -16,8 +16,7 @@ use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{Visibility, WorkspaceRole};
 use crate::error::{Error, Result};
-use crate::repo::sqlite::ChangeStamp;
-use crate::repo::store::{Freshness, Store};
+use crate::repo::store::{ChangeStamp, Freshness, Store};
 use crate::repo::{TokenId, TokenOwner};
 use crate::session::Session;
 use crate::token::{self, IssuedToken};
@@ -149,8 +148,9 @@ impl Engine {
     /// Opens (creating if needed) the database at `path`, migrating an older schema
     /// and refusing a newer one (D1, B4). `path` is a SQLite file, a `sqlite:PATH`
     /// URL, or a `postgres://` / `postgresql://` URL naming an existing PostgreSQL
-    /// database (B1), whose tables are created on first open. On PostgreSQL the
-    /// decision cache is never used: every decision reads the database (B3).
+    /// database (B1), whose tables are created on first open. With the default
+    /// options there is no decision cache: every decision reads the database (on
+    /// PostgreSQL, see [`Options::postgres_staleness`] for the opt-in cache, B3).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, Options::default())
     }

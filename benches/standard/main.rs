@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use turnstile::{Engine, IssuedToken, Options, Principal, ProjectRole};
+use turnstile::{Engine, IssuedToken, Options, ProjectRole};
 
 use turnstile::Snapshot;
 use workload::{Query, generate, queries};
@@ -126,18 +126,6 @@ fn load(projects: usize) -> Loaded {
     }
 }
 
-fn token_index(p: &Principal) -> usize {
-    let digits = |s: &str| {
-        s.trim_start_matches(|c: char| c.is_ascii_alphabetic())
-            .parse::<usize>()
-            .unwrap_or(0)
-    };
-    match p {
-        Principal::User(u) => digits(u.as_str()),
-        Principal::ServiceAccount(sa) => workload::USERS + digits(sa.name.as_str()),
-    }
-}
-
 fn benches(c: &mut Criterion) {
     for projects in scales() {
         let loaded = load(projects);
@@ -233,7 +221,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function("authorize", |b| {
             b.iter(|| {
                 let q = pick();
-                match &tokens[token_index(&q.principal)] {
+                match &tokens[workload::token_index(&q.principal)] {
                     Some(t) => engine
                         .authorize(t.secret(), &q.project, q.action)
                         .unwrap_or(false),
@@ -248,7 +236,7 @@ fn benches(c: &mut Criterion) {
         // this the measurement would mostly time the cache refilling.
         let authorize_all = || {
             for q in queries {
-                if let Some(t) = &tokens[token_index(&q.principal)] {
+                if let Some(t) = &tokens[workload::token_index(&q.principal)] {
                     let _ = cached.authorize(t.secret(), &q.project, q.action);
                 }
             }
@@ -259,7 +247,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function("authorize, cached", |b| {
             b.iter(|| {
                 let q = pick();
-                match &tokens[token_index(&q.principal)] {
+                match &tokens[workload::token_index(&q.principal)] {
                     Some(t) => cached
                         .authorize(t.secret(), &q.project, q.action)
                         .unwrap_or(false),
@@ -271,7 +259,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function("authenticate", |b| {
             b.iter(|| {
                 let q = pick();
-                match &tokens[token_index(&q.principal)] {
+                match &tokens[workload::token_index(&q.principal)] {
                     Some(t) => engine.authenticate(t.secret()).is_ok(),
                     None => false,
                 }
@@ -327,26 +315,35 @@ fn benches(c: &mut Criterion) {
                 10
             }));
         }
-        group.bench_function("load", |b| {
-            b.iter_batched(
-                || {
-                    let dir = tempfile::tempdir().expect("a temporary directory");
-                    let engine = Engine::open(dir.path().join("load.db")).expect("open");
-                    (dir, engine)
-                },
-                |(dir, engine)| {
-                    engine.import(snapshot).expect("import");
-                    (dir, engine)
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        bench_load(&mut group, snapshot);
         group.finish();
         eprintln!(
             "P = {projects}: process resident {:.1} MB",
             resident_bytes() as f64 / 1e6
         );
     }
+}
+
+/// `load`: the import of `snapshot` into a fresh file, commit and checkpoint included
+/// (opening the engine is not timed).
+fn bench_load(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    snapshot: &turnstile::Snapshot,
+) {
+    group.bench_function("load", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let engine = Engine::open(dir.path().join("load.db")).expect("open");
+                (dir, engine)
+            },
+            |(dir, engine)| {
+                engine.import(snapshot).expect("import");
+                (dir, engine)
+            },
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 /// The bulk import of 1,000,000 projects (the standard workload's shape scaled up),
@@ -362,20 +359,7 @@ fn import_million(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(60));
-    group.bench_function("load", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                let engine = Engine::open(dir.path().join("load.db")).expect("open");
-                (dir, engine)
-            },
-            |(dir, engine)| {
-                engine.import(&snapshot).expect("import");
-                (dir, engine)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_load(&mut group, &snapshot);
     group.finish();
     eprintln!(
         "P = {PROJECTS}: peak resident memory of the process {:.1} MB (VmHWM, the snapshot included)",

@@ -29,6 +29,20 @@ pub fn project(i: usize) -> String {
     format!("p{i:06}")
 }
 
+/// The workload principal's place in a list of users then service accounts (`u0042`
+/// is 42, `sa03` is `USERS + 3`): where the benches keep each one's token.
+pub fn token_index(p: &Principal) -> usize {
+    let digits = |s: &str| {
+        s.trim_start_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
+    match p {
+        Principal::User(u) => digits(u.as_str()),
+        Principal::ServiceAccount(sa) => USERS + digits(sa.name.as_str()),
+    }
+}
+
 /// One check of the query mix.
 pub struct Query {
     pub principal: Principal,

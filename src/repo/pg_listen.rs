@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use ::postgres::Client;
 use ::postgres::fallible_iterator::FallibleIterator;
 
-use super::sqlite::{ChangeStamp, STAMP_WORDS};
+use super::store::{ChangeStamp, STAMP_WORDS};
 
 /// The channel every change is notified on.
 pub(crate) const CHANNEL: &str = "turnstile_changes";

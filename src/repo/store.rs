@@ -10,7 +10,12 @@ use std::time::Duration;
 use super::Repository;
 use super::pg_listen::Listener;
 use super::postgres::{PgStore, WeakPg};
-use super::sqlite::{self, ChangeProbe, ChangeStamp, SqliteRepo, WeakWriter};
+use super::sqlite::{self, ChangeProbe, SqliteRepo, WeakWriter};
+
+/// What the decision cache compares (T4, B3): two equal stamps mean no commit in
+/// between. Sized for SQLite's, the WAL-index header and the change counter;
+/// PostgreSQL's listener fills the first two words with its count of notifications.
+pub(crate) use super::sqlite::{ChangeStamp, STAMP_WORDS};
 use crate::error::Result;
 
 /// Where a database is: a SQLite file or a PostgreSQL server.

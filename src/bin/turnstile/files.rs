@@ -45,6 +45,19 @@ pub fn import_with_bar(
     Ok(result?)
 }
 
+/// What an import or a migration wrote, as the CLI says it: `3 users, 1 workspaces, ...`.
+pub fn summary_counts(summary: &turnstile::ImportSummary) -> String {
+    format!(
+        "{} users, {} workspaces, {} memberships, {} service accounts, {} projects, {} grants",
+        summary.users,
+        summary.workspaces,
+        summary.members,
+        summary.service_accounts,
+        summary.projects,
+        summary.grants
+    )
+}
+
 /// Whether a database on a server holds a model already (any user or workspace).
 pub fn server_database_in_use(engine: &turnstile::Engine) -> Result<bool, Failure> {
     let snapshot = engine.export()?;

@@ -9,7 +9,7 @@ use serde_json::json;
 use turnstile::Engine;
 
 use crate::context::Context;
-use crate::files::{PendingDatabase, import_with_bar, non_empty};
+use crate::files::{PendingDatabase, import_with_bar, non_empty, summary_counts};
 use crate::output::{Failure, Output};
 use crate::transfer::{self, Format};
 
@@ -66,15 +66,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> Result<Output, Failure> {
     if let Some(pending) = pending {
         pending.install()?;
     }
-    let text = format!(
-        "imported {} users, {} workspaces, {} memberships, {} service accounts, {} projects, {} grants\n",
-        summary.users,
-        summary.workspaces,
-        summary.members,
-        summary.service_accounts,
-        summary.projects,
-        summary.grants
-    );
+    let text = format!("imported {}\n", summary_counts(&summary));
     Ok(Output::new(
         json!({
             "file": args.file.display().to_string(),

@@ -11,6 +11,7 @@ use crate::context::Context;
 
 use crate::files::{
     PendingDatabase, import_with_bar, is_server_url, non_empty, server_database_in_use,
+    summary_counts,
 };
 use crate::output::{Failure, Output};
 
@@ -76,14 +77,8 @@ pub fn migrate(args: MigrateArgs) -> Result<Output, Failure> {
         pending.install()?;
     }
     let text = format!(
-        "migrated {} users, {} workspaces, {} memberships, {} service accounts, {} projects, {} grants \
-         (tokens and the audit log stay behind: issue new tokens on the new database)\n",
-        summary.users,
-        summary.workspaces,
-        summary.members,
-        summary.service_accounts,
-        summary.projects,
-        summary.grants
+        "migrated {} (tokens and the audit log stay behind: issue new tokens on the new database)\n",
+        summary_counts(&summary)
     );
     Ok(Output::new(
         json!({
