@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::{APPLICATION, AuditEvent, AuditQuery, NewAuditEvent, Outcome};
-use crate::cache::{Cache, Key};
+use crate::cache::{Cache, Entry, Facts, FactsCache};
 use crate::clock::{now_ms, to_time};
-use crate::domain::access::{Access, Action, Standing, decide, effective_access};
+use crate::domain::access::{Access, Action, decide, effective_access};
 use crate::domain::names::{QualifiedProjectName, Username, WorkspaceName};
 use crate::domain::principal::Principal;
-use crate::domain::roles::{Visibility, WorkspaceRole};
+use crate::domain::roles::WorkspaceRole;
 use crate::error::{Error, Result};
 use crate::repo::store::{ChangeStamp, Freshness, Store};
 use crate::repo::{TokenId, TokenOwner};
@@ -50,26 +50,8 @@ pub struct Engine {
 
 struct Caches {
     freshness: Freshness,
-    facts: Cache<FactsEntry>,
+    facts: FactsCache,
     tokens: Cache<TokenEntry>,
-}
-
-/// Facts cached for one (principal, project) pair. The full key is kept, compactly,
-/// so that a hash collision is a miss and never another pair's answer.
-struct FactsEntry {
-    /// The pair's [`facts_key_parts`], concatenated.
-    key: Key,
-    standing: Standing,
-    visibility: Visibility,
-}
-
-/// The parts of a facts-cache key: the principal's case-folded name, a NUL (which no
-/// name contains), the project as given.
-fn facts_key_parts<'a>(principal: &'a Principal, project: &'a str) -> [&'a str; 5] {
-    match principal {
-        Principal::User(u) => [u.key(), "", "", "\0", project],
-        Principal::ServiceAccount(sa) => [sa.name.key(), "@", sa.workspace.as_str(), "\0", project],
-    }
 }
 
 struct TokenEntry {
@@ -86,6 +68,12 @@ struct TokenEntry {
     /// is due for an update, so that a token used for hours without a commit is noted
     /// when its last use turns a minute old.
     noted: std::sync::atomic::AtomicBool,
+}
+
+impl Entry for TokenEntry {
+    fn key(&self) -> &[u8] {
+        &self.digest.0
+    }
 }
 
 /// A live token's principal, as [`Engine::principal_of_token`] finds it.
@@ -197,7 +185,7 @@ impl Engine {
         };
         let cache = freshness.map(|freshness| Caches {
             freshness,
-            facts: Cache::new(),
+            facts: FactsCache::new(),
             tokens: Cache::new(),
         });
         let uses = TokenUses::start(&store);
@@ -387,7 +375,7 @@ impl Engine {
         let bearer = self.principal_of_token(token, cached)?;
         Ok(self
             .facts_with(cached, Some(&bearer.principal), project)?
-            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
+            .is_some_and(|facts| facts.permits(action)))
     }
 
     /// The live token's principal. `cached` is [`Engine::cached`], read once by the
@@ -400,18 +388,15 @@ impl Engine {
         // T1: shape and checksum first; a bad token never reaches the database.
         let digest = token::parse(token)?;
         let now = now_ms();
-        let hash = u64::from_le_bytes(digest.0[..8].try_into().expect("8 of 32 bytes"));
         if let Some((cache, stamp)) = &cached
-            && let Some(hit) = cache.tokens.get(stamp, hash, |e| {
-                (e.digest == digest).then(|| {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    // A load first: the common case writes nothing to the shared line.
-                    let note = !e.noted.load(Relaxed)
-                        && crate::uses::due(e.last_used_at, now)
-                        && !e.noted.swap(true, Relaxed);
-                    let note = note.then_some(e.last_used_at);
-                    (e.id, e.expires_at, note, e.principal.clone())
-                })
+            && let Some(hit) = cache.tokens.get(stamp, &digest.0, |e| {
+                use std::sync::atomic::Ordering::Relaxed;
+                // A load first: the common case writes nothing to the shared line.
+                let note = !e.noted.load(Relaxed)
+                    && crate::uses::due(e.last_used_at, now)
+                    && !e.noted.swap(true, Relaxed);
+                let note = note.then_some(e.last_used_at);
+                (e.id, e.expires_at, note, e.principal.clone())
             })
         {
             let (id, expires_at, note, principal) = hit;
@@ -445,7 +430,7 @@ impl Engine {
                 last_used_at: t.last_used_at,
                 noted: crate::uses::due(t.last_used_at, now).into(),
             };
-            cache.tokens.insert(stamp, hash, entry);
+            cache.tokens.insert(stamp, entry);
         }
         Ok(Bearer {
             principal,
@@ -487,7 +472,7 @@ impl Engine {
     pub fn check(&self, principal: &Principal, project: &str, action: Action) -> Result<bool> {
         Ok(self
             .facts(Some(principal), project)?
-            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
+            .is_some_and(|facts| facts.permits(action)))
     }
 
     /// May an anonymous caller perform `action` on `project`? Only public projects
@@ -495,7 +480,7 @@ impl Engine {
     pub fn check_anonymous(&self, project: &str, action: Action) -> Result<bool> {
         Ok(self
             .facts(None, project)?
-            .is_some_and(|(standing, visibility)| decide(visibility, standing, action)))
+            .is_some_and(|facts| facts.permits(action)))
     }
 
     /// The effective role of `principal` on `project` and the rule that gave it, or
@@ -517,7 +502,7 @@ impl Engine {
     pub fn explain(&self, principal: &Principal, project: &str) -> Result<Option<Access>> {
         Ok(self
             .facts(Some(principal), project)?
-            .and_then(|(standing, visibility)| effective_access(visibility, standing)))
+            .and_then(|facts| effective_access(facts.visibility, facts.standing)))
     }
 
     /// The effective role of an anonymous caller on `project`: viewer on a public
@@ -525,53 +510,46 @@ impl Engine {
     pub fn explain_anonymous(&self, project: &str) -> Result<Option<Access>> {
         Ok(self
             .facts(None, project)?
-            .and_then(|(standing, visibility)| effective_access(visibility, standing)))
+            .and_then(|facts| effective_access(facts.visibility, facts.standing)))
     }
 
-    fn facts(
-        &self,
-        principal: Option<&Principal>,
-        project: &str,
-    ) -> Result<Option<(Standing, Visibility)>> {
+    fn facts(&self, principal: Option<&Principal>, project: &str) -> Result<Option<Facts>> {
         self.facts_with(self.cached(), principal, project)
     }
 
     /// The facts of `principal` on `project`, from the cache when `cached` vouches
-    /// for an entry, else from storage; `None` when the project does not exist.
+    /// for them, else from storage; `None` when the project does not exist.
     fn facts_with(
         &self,
         cached: Option<(&Caches, ChangeStamp)>,
         principal: Option<&Principal>,
         project: &str,
-    ) -> Result<Option<(Standing, Visibility)>> {
+    ) -> Result<Option<Facts>> {
         let (Some(principal), Some((cache, stamp))) = (principal, cached) else {
-            return self.facts_from_storage(principal, project);
+            return Ok(self.facts_from_storage(principal, project)?.map(|(f, _)| f));
         };
-        let parts = facts_key_parts(principal, project);
-        let hash = cache.facts.hash(&parts.map(str::as_bytes));
-        let hit = cache.facts.get(&stamp, hash, |e| {
-            e.key.matches(&parts).then_some((e.standing, e.visibility))
-        });
-        if let Some(hit) = hit {
+        if let Some(hit) = cache.facts.get(&stamp, principal, project) {
             return Ok(Some(hit));
         }
         let found = self.facts_from_storage(Some(principal), project)?;
-        if let Some((standing, visibility)) = found {
-            let entry = FactsEntry {
-                key: Key::new(&parts),
-                standing,
-                visibility,
-            };
-            cache.facts.insert(&stamp, hash, entry);
+        // INVARIANT: T4, what is cached under a stamp is of the state that stamp
+        // names: had a commit landed during the read, the stamp would differ now, and
+        // the facts, perhaps newer than the stamp, are not kept. (Entries of two states
+        // under one stamp could combine into an answer that neither state gives.)
+        if let Some((facts, Some(id))) = found
+            && cache.freshness.stamp() == Some(stamp)
+        {
+            cache.facts.insert(&stamp, principal, id, project, facts);
         }
-        Ok(found)
+        Ok(found.map(|(facts, _)| facts))
     }
 
+    /// The facts from storage, with the principal's row id.
     fn facts_from_storage(
         &self,
         principal: Option<&Principal>,
         project: &str,
-    ) -> Result<Option<(Standing, Visibility)>> {
+    ) -> Result<Option<(Facts, Option<i64>)>> {
         let name: QualifiedProjectName = project.parse()?;
         let facts = self.store.read_latest(|repo| {
             repo.project_facts(principal, &name.workspace, name.project.key())
@@ -595,7 +573,10 @@ impl Engine {
             return Ok(None);
         };
         match (facts.standing, principal) {
-            (Some(standing), _) => Ok(Some((standing, facts.visibility))),
+            (Some(standing), _) => Ok(Some((
+                Facts::new(standing, facts.visibility),
+                facts.principal_id,
+            ))),
             (None, Some(principal)) => Err(unknown(principal)),
             // An anonymous caller always has a standing: `Standing::Anonymous`.
             (None, None) => Ok(None),

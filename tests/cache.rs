@@ -139,6 +139,105 @@ fn t4_cached_checks_follow_every_commit_of_another_engine() -> Result<()> {
     Ok(())
 }
 
+/// The cache keeps facts per principal, per workspace and per project: a user and a
+/// service account with the same row id, one user in two workspaces with two roles,
+/// and more principals asking about one project than the cache keeps per project,
+/// all answer exactly as SQL does, cold and warm.
+#[test]
+fn t4_cached_facts_are_kept_apart_per_principal_workspace_and_project() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("c.db");
+    let writer = Engine::open(&path)?;
+    let users: Vec<String> = (0..80).map(|i| format!("user{i:02}")).collect();
+    for u in &users {
+        writer.create_user(u)?;
+    }
+    // user00 (row id 1) is admin of `wa`; `wa`'s first service account (row id 1)
+    // is a plain account with one grant.
+    writer.create_workspace("wa", "user00")?;
+    writer.create_workspace("wb", "user01")?;
+    let a = writer.session_for(&"user00".parse()?)?;
+    let b = writer.session_for(&"user01".parse()?)?;
+    a.create_service_account("wa", "ci", false)?;
+    b.create_service_account("wb", "ci", false)?;
+    b.invite_to_workspace("wb", "user00", "member".parse()?, false)?;
+    a.invite_to_workspace("wa", "user01", "member".parse()?, false)?;
+    for (i, u) in users.iter().enumerate().skip(2) {
+        let role = if i % 7 == 0 { "admin" } else { "member" };
+        a.invite_to_workspace("wa", u, role.parse()?, false)?;
+        if i % 2 == 0 {
+            b.invite_to_workspace("wb", u, "member".parse()?, false)?;
+        }
+    }
+    let projects = ["wa/private", "wa/shared", "wb/private", "wb/shared"];
+    for p in projects {
+        let session = if p.starts_with("wa/") { &a } else { &b };
+        let visibility = if p.ends_with("shared") {
+            Visibility::Workspace
+        } else {
+            Visibility::Private
+        };
+        session.create_project(
+            p,
+            ProjectOptions {
+                visibility: Some(visibility),
+                ..Default::default()
+            },
+        )?;
+    }
+    a.add_project_service_account("wa/private", "ci@wa", ProjectRole::Viewer)?;
+    b.add_project_service_account("wb/shared", "ci@wb", ProjectRole::Owner)?;
+    for (i, u) in users.iter().enumerate().skip(2).step_by(3) {
+        let role = [
+            ProjectRole::Viewer,
+            ProjectRole::Contributor,
+            ProjectRole::Owner,
+        ][i % 3];
+        a.add_project_member("wa/private", u, role)?;
+    }
+    b.add_project_member("wb/private", "user00", ProjectRole::Contributor)?;
+
+    let reader = cached(&path)?;
+    let plain = Engine::open(&path)?;
+    let agree = |p: &Principal, project: &str, round: usize| -> Result<()> {
+        for action in Action::ALL {
+            let a = reader.check(p, project, action).map_err(|e| e.to_string());
+            let b = plain.check(p, project, action).map_err(|e| e.to_string());
+            assert_eq!(a, b, "round {round}: {p} {action} {project}");
+        }
+        let a = reader.explain(p, project).map_err(|e| e.to_string());
+        let b = plain.explain(p, project).map_err(|e| e.to_string());
+        assert_eq!(a, b, "round {round}: explain {p} {project}");
+        Ok(())
+    };
+    let mut principals: Vec<Principal> = users.iter().map(|u| u.parse()).collect::<Result<_>>()?;
+    principals.push("ci@wa".parse()?);
+    principals.push("ci@wb".parse()?);
+    // Each principal over every project, twice: the second round answers from the
+    // filled cache, each principal's standing in `wb` read after the one in `wa`.
+    // Fewer principals than the cache keeps per project, so nothing is dropped.
+    let few: Vec<&Principal> = principals
+        .iter()
+        .take(30)
+        .chain(&principals[80..])
+        .collect();
+    for round in 0..2 {
+        for p in &few {
+            for project in projects {
+                agree(p, project, round)?;
+            }
+        }
+    }
+    // More principals on one project than the cache keeps for it: its list starts
+    // over, and every answer is still SQL's.
+    for round in 0..2 {
+        for p in &principals {
+            agree(p, "wa/private", round)?;
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn t4_cached_engine_sees_its_own_writes() -> Result<()> {
     let dir = tempfile::tempdir().expect("a temporary directory");

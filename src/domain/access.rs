@@ -37,6 +37,14 @@ pub enum Standing {
 }
 
 impl Standing {
+    /// The explicit grant on the project, if any (an anonymous caller holds none).
+    pub fn grant(self) -> Option<ProjectRole> {
+        match self {
+            Self::Anonymous => None,
+            Self::User { grant, .. } | Self::ServiceAccount { grant, .. } => grant,
+        }
+    }
+
     /// The same standing with its explicit grant replaced by `grant` (an anonymous
     /// caller holds none).
     pub fn with_grant(self, grant: Option<ProjectRole>) -> Self {

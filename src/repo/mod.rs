@@ -217,6 +217,8 @@ pub struct ProjectFacts {
     pub visibility: Visibility,
     /// The principal's standing, or `None` when the principal does not exist.
     pub standing: Option<crate::domain::access::Standing>,
+    /// The principal's row id (of `users` or of `service_accounts`), when it exists.
+    pub principal_id: Option<i64>,
 }
 
 /// A workspace whose projects a principal may list, with the principal's standing

@@ -1222,6 +1222,7 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                     Ok(ProjectFacts {
                         visibility: visibility(get(&r, 0)?)?,
                         standing: Some(Standing::Anonymous),
+                        principal_id: None,
                     })
                 })
                 .transpose(),
@@ -1237,7 +1238,8 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                     &[&workspace.as_str(), &project_key, &user.key()],
                 )?
                 .map(|r| {
-                    let exists = get::<Option<i64>>(&r, 1)?.is_some();
+                    let principal_id = get::<Option<i64>>(&r, 1)?;
+                    let exists = principal_id.is_some();
                     Ok(ProjectFacts {
                         visibility: visibility(get(&r, 0)?)?,
                         standing: if exists {
@@ -1248,6 +1250,7 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                         } else {
                             None
                         },
+                        principal_id,
                     })
                 })
                 .transpose(),
@@ -1269,7 +1272,8 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                     ],
                 )?
                 .map(|r| {
-                    let exists = get::<Option<i64>>(&r, 1)?.is_some();
+                    let principal_id = get::<Option<i64>>(&r, 1)?;
+                    let exists = principal_id.is_some();
                     Ok(ProjectFacts {
                         visibility: visibility(get(&r, 0)?)?,
                         standing: if exists {
@@ -1281,6 +1285,7 @@ impl<C: GenericClient> Repository for PgRepo<'_, C> {
                         } else {
                             None
                         },
+                        principal_id,
                     })
                 })
                 .transpose(),

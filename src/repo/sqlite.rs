@@ -1724,6 +1724,7 @@ impl Repository for SqliteRepo<'_> {
                     Ok(ProjectFacts {
                         visibility: r.get(0)?,
                         standing: Some(Standing::Anonymous),
+                        principal_id: None,
                     })
                 })
                 .optional()?,
@@ -1740,13 +1741,14 @@ impl Repository for SqliteRepo<'_> {
                      WHERE w.name = ?1",
                 )?
                 .query_row(params![workspace.as_str(), project_key, user.key()], |r| {
-                    let exists = r.get::<_, Option<i64>>(1)?.is_some();
+                    let principal_id = r.get::<_, Option<i64>>(1)?;
                     Ok(ProjectFacts {
                         visibility: r.get(0)?,
-                        standing: exists.then_some(Standing::User {
+                        standing: principal_id.is_some().then_some(Standing::User {
                             workspace_role: r.get(2)?,
                             grant: r.get(3)?,
                         }),
+                        principal_id,
                     })
                 })
                 .optional()?,
@@ -1771,10 +1773,10 @@ impl Repository for SqliteRepo<'_> {
                         sa.name.key()
                     ],
                     |r| {
-                        let exists = r.get::<_, Option<i64>>(1)?.is_some();
+                        let principal_id = r.get::<_, Option<i64>>(1)?;
                         Ok(ProjectFacts {
                             visibility: r.get(0)?,
-                            standing: if exists {
+                            standing: if principal_id.is_some() {
                                 Some(Standing::ServiceAccount {
                                     active: r.get(2)?,
                                     in_workspace: r.get(3)?,
@@ -1783,6 +1785,7 @@ impl Repository for SqliteRepo<'_> {
                             } else {
                                 None
                             },
+                            principal_id,
                         })
                     },
                 )
