@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::domain::access::{Action, Standing, decide};
+use crate::domain::access::{Action, Standing, decide, effective_access, permits};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility};
 use crate::repo::store::ChangeStamp;
@@ -139,6 +139,15 @@ impl<V: Entry> Cache<V> {
         shard
     }
 
+    /// `key` with its hash, for a look-up and then perhaps an update of one key.
+    pub(crate) fn probe<'k>(&self, key: impl Into<Cow<'k, [u8]>>) -> Probe<'k> {
+        let key = key.into();
+        Probe {
+            hash: self.hash(&key),
+            key,
+        }
+    }
+
     /// `read` of the entry for `key`, if the entry was read under `stamp`.
     pub(crate) fn get<R>(
         &self,
@@ -146,40 +155,62 @@ impl<V: Entry> Cache<V> {
         key: &[u8],
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
-        let hash = self.hash(key);
-        let shard = self.shard(hash, stamp);
-        shard.entries.find(hash, |e| e.key() == key).map(read)
+        self.get_probed(stamp, &self.probe(key), read)
+    }
+
+    /// [`get`](Self::get) of a probe.
+    pub(crate) fn get_probed<R>(
+        &self,
+        stamp: &ChangeStamp,
+        probe: &Probe<'_>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
+        let shard = self.shard(probe.hash, stamp);
+        shard
+            .entries
+            .find(probe.hash, |e| e.key() == &*probe.key)
+            .map(read)
     }
 
     /// Stores an entry read under `stamp` (the stamp taken before the read).
     pub(crate) fn insert(&self, stamp: &ChangeStamp, value: V) {
         let hash = self.hash(value.key());
         let mut shard = self.shard(hash, stamp);
-        self.put(&mut shard, hash, value);
+        match shard.entries.find_mut(hash, |e| e.key() == value.key()) {
+            Some(slot) => *slot = value,
+            None => self.add(&mut shard, hash, value),
+        }
     }
 
-    /// Changes the entry for `key` read under `stamp` in place, or stores the one
+    /// Changes the entry for `probe` read under `stamp` in place, or stores the one
     /// `change` returns: `change` sees the entry there, if any, and returns a new
     /// entry to take its place, or `None` to keep it as changed.
     pub(crate) fn upsert(
         &self,
         stamp: &ChangeStamp,
-        key: &[u8],
+        probe: &Probe<'_>,
         change: impl FnOnce(Option<&mut V>) -> Option<V>,
     ) {
-        let hash = self.hash(key);
-        let mut shard = self.shard(hash, stamp);
-        if let Some(value) = change(shard.entries.find_mut(hash, |e| e.key() == key)) {
-            self.put(&mut shard, hash, value);
+        let mut shard = self.shard(probe.hash, stamp);
+        match shard
+            .entries
+            .find_mut(probe.hash, |e| e.key() == &*probe.key)
+        {
+            Some(slot) => {
+                if let Some(value) = change(Some(slot)) {
+                    *slot = value;
+                }
+            }
+            None => {
+                if let Some(value) = change(None) {
+                    self.add(&mut shard, probe.hash, value);
+                }
+            }
         }
     }
 
-    fn put(&self, shard: &mut Shard<V>, hash: u64, value: V) {
-        let key = value.key();
-        if let Some(slot) = shard.entries.find_mut(hash, |e| e.key() == key) {
-            *slot = value;
-            return;
-        }
+    /// Adds an entry not in `shard`.
+    fn add(&self, shard: &mut Shard<V>, hash: u64, value: V) {
         if shard.entries.len() >= MAX_PER_SHARD {
             shard.entries.clear();
         }
@@ -187,6 +218,12 @@ impl<V: Entry> Cache<V> {
             .entries
             .insert_unique(hash, value, |e| self.hash(e.key()));
     }
+}
+
+/// A key and its hash.
+pub(crate) struct Probe<'k> {
+    key: Cow<'k, [u8]>,
+    hash: u64,
 }
 
 /// The facts behind decisions (SPEC R1-R7 read them; `decide` rules on them), cached
@@ -281,11 +318,12 @@ fn decision_bit(action: Action) -> u8 {
     }
 }
 
-/// [`decide`] of every action, one bit each.
+/// [`decide`] of every action, one bit each: the effective access worked out once.
 fn decisions(standing: Standing, visibility: Visibility) -> u8 {
+    let access = effective_access(visibility, standing);
     Action::ALL
         .into_iter()
-        .filter(|&action| decide(visibility, standing, action))
+        .filter(|&action| permits(standing, access, action))
         .fold(0, |bits, action| bits | decision_bit(action))
 }
 
@@ -344,67 +382,87 @@ impl FactsCache {
     }
 
     /// The facts of `principal` on `project`, with every action's decision, when
-    /// they were read under `stamp`.
-    pub(crate) fn get(
+    /// they were read under `stamp`; else what [`insert`](Self::insert) needs.
+    pub(crate) fn get<'k>(
         &self,
         stamp: &ChangeStamp,
         principal: &Principal,
-        project: &str,
-    ) -> Option<Facts> {
-        let mut buffer = [0; 64];
-        let key = concat(
-            &principal_key(principal, workspace_of(project)?),
-            &mut buffer,
-        );
-        let (tag, basis) = self.principals.get(stamp, &key, |e| (e.tag, e.standing))?;
-        self.projects
-            .get(stamp, project.as_bytes(), |e| {
-                let word = *e.known.iter().find(|&&w| w >> TAG_SHIFT == tag)?;
-                Some(Facts {
-                    standing: basis.with_grant(grant_of(word >> GRANT_SHIFT)),
-                    visibility: e.visibility,
-                    decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
-                })
+        project: &'k str,
+        buffer: &'k mut [u8; 64],
+    ) -> Result<Facts, Miss<'k>> {
+        let Some(workspace) = workspace_of(project) else {
+            return Err(Miss::Unkeyed);
+        };
+        let key = concat(&principal_key(principal, workspace), buffer);
+        let principal_probe = self.principals.probe(key);
+        let project_probe = self.projects.probe(project.as_bytes());
+        let Some((tag, basis)) = self
+            .principals
+            .get_probed(stamp, &principal_probe, |e| (e.tag, e.standing))
+        else {
+            return Err(Miss::Keyed {
+                principal: principal_probe,
+                project: project_probe,
+                known: None,
+            });
+        };
+        let hit = self.projects.get_probed(stamp, &project_probe, |e| {
+            let word = *e.known.iter().find(|&&w| w >> TAG_SHIFT == tag)?;
+            Some(Facts {
+                standing: basis.with_grant(grant_of(word >> GRANT_SHIFT)),
+                visibility: e.visibility,
+                decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
             })
-            .flatten()
+        });
+        hit.flatten().ok_or(Miss::Keyed {
+            principal: principal_probe,
+            project: project_probe,
+            known: Some((tag, basis)),
+        })
     }
 
-    /// Remembers what storage answered for `principal` (row id `principal_id`) on
-    /// `project`: the caller read it under `stamp` and found the stamp unchanged
-    /// after the read, so that every entry under one stamp is of one state.
+    /// Remembers what storage answered for `principal` (row id `principal_id`) after
+    /// `miss`: the caller read it under `stamp` and found the stamp unchanged after
+    /// the read, so that every entry under one stamp is of one state.
     pub(crate) fn insert(
         &self,
         stamp: &ChangeStamp,
+        miss: Miss<'_>,
         principal: &Principal,
         principal_id: i64,
-        project: &str,
         facts: Facts,
     ) {
+        let (
+            Miss::Keyed {
+                principal: principal_probe,
+                project: project_probe,
+                known,
+            },
+            Some(tag),
+        ) = (miss, tag(principal, principal_id))
+        else {
+            return;
+        };
         let Facts {
             standing,
             visibility,
             ..
         } = facts;
-        let (Some(workspace), Some(tag)) = (workspace_of(project), tag(principal, principal_id))
-        else {
-            return;
-        };
-        let mut buffer = [0; 64];
-        let key = concat(&principal_key(principal, workspace), &mut buffer);
         let basis = standing.with_grant(None);
-        self.principals.upsert(stamp, &key, |found| match found {
-            Some(e) if e.tag == tag && e.standing == basis => None,
-            _ => Some(PrincipalEntry {
-                key: Key::new(&key),
-                tag,
-                standing: basis,
-            }),
-        });
+        if known != Some((tag, basis)) {
+            self.principals.upsert(stamp, &principal_probe, |_| {
+                Some(PrincipalEntry {
+                    key: Key::new(&principal_probe.key),
+                    tag,
+                    standing: basis,
+                })
+            });
+        }
         let word = tag << TAG_SHIFT
             | grant_bits(standing.grant()) << GRANT_SHIFT
             | u64::from(decisions(standing, visibility));
         self.projects
-            .upsert(stamp, project.as_bytes(), |found| match found {
+            .upsert(stamp, &project_probe, |found| match found {
                 Some(e) if e.visibility == visibility => {
                     if !e.known.iter().any(|&w| w >> TAG_SHIFT == tag) {
                         if e.known.len() >= MAX_KNOWN {
@@ -415,10 +473,93 @@ impl FactsCache {
                     None
                 }
                 _ => Some(ProjectEntry {
-                    key: Key::new(project.as_bytes()),
+                    key: Key::new(&project_probe.key),
                     visibility,
                     known: SmallVec::from_slice(&[word]),
                 }),
             });
+    }
+}
+
+/// Why [`FactsCache::get`] had no answer, with what it had worked out already.
+pub(crate) enum Miss<'k> {
+    /// A project name without a workspace part: storage refuses it.
+    Unkeyed,
+    /// The entries looked for, and the principal's tag and standing if found.
+    Keyed {
+        principal: Probe<'k>,
+        project: Probe<'k>,
+        known: Option<(u64, Standing)>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::roles::WorkspaceRole;
+
+    /// Every standing the rules distinguish, each with every grant.
+    fn standings() -> Vec<Standing> {
+        let grants = [
+            None,
+            Some(ProjectRole::Viewer),
+            Some(ProjectRole::Contributor),
+            Some(ProjectRole::Owner),
+        ];
+        let mut all = vec![Standing::Anonymous];
+        for grant in grants {
+            for workspace_role in [
+                None,
+                Some(WorkspaceRole::Member),
+                Some(WorkspaceRole::Admin),
+            ] {
+                all.push(Standing::User {
+                    workspace_role,
+                    grant,
+                });
+            }
+            for (active, in_workspace) in [(true, true), (true, false), (false, true)] {
+                all.push(Standing::ServiceAccount {
+                    active,
+                    in_workspace,
+                    grant,
+                });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_known_word_carries_the_grant_and_exactly_the_decisions_of_decide() {
+        for standing in standings() {
+            for visibility in Visibility::ALL {
+                let word = 5 << TAG_SHIFT
+                    | grant_bits(standing.grant()) << GRANT_SHIFT
+                    | u64::from(decisions(standing, visibility));
+                let facts = Facts {
+                    standing: standing.with_grant(grant_of(word >> GRANT_SHIFT)),
+                    visibility,
+                    decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
+                };
+                assert_eq!(word >> TAG_SHIFT, 5);
+                assert_eq!(facts.standing, standing);
+                for action in Action::ALL {
+                    assert_eq!(
+                        facts.permits(action),
+                        decide(visibility, standing, action),
+                        "{standing:?} {visibility:?} {action:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_and_a_service_account_of_the_same_row_id_have_two_tags() {
+        let user: Principal = "alice".parse().expect("a user name");
+        let account: Principal = "ci@ml-team".parse().expect("an account name");
+        assert_ne!(tag(&user, 7), tag(&account, 7));
+        assert_eq!(tag(&user, -1), None);
+        assert_eq!(tag(&user, i64::MAX), None);
     }
 }

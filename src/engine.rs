@@ -528,9 +528,11 @@ impl Engine {
         let (Some(principal), Some((cache, stamp))) = (principal, cached) else {
             return Ok(self.facts_from_storage(principal, project)?.map(|(f, _)| f));
         };
-        if let Some(hit) = cache.facts.get(&stamp, principal, project) {
-            return Ok(Some(hit));
-        }
+        let mut buffer = [0; 64];
+        let miss = match cache.facts.get(&stamp, principal, project, &mut buffer) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(miss) => miss,
+        };
         let found = self.facts_from_storage(Some(principal), project)?;
         // INVARIANT: T4, what is cached under a stamp is of the state that stamp
         // names: had a commit landed during the read, the stamp would differ now, and
@@ -539,7 +541,7 @@ impl Engine {
         if let Some((facts, Some(id))) = found
             && cache.freshness.stamp() == Some(stamp)
         {
-            cache.facts.insert(&stamp, principal, id, project, facts);
+            cache.facts.insert(&stamp, miss, principal, id, facts);
         }
         Ok(found.map(|(facts, _)| facts))
     }
