@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 use crate::domain::access::{Action, Standing, decide, effective_access, permits};
 use crate::domain::principal::Principal;
 use crate::domain::roles::{ProjectRole, Visibility};
+use crate::padded::Padded;
 use crate::repo::store::ChangeStamp;
 
 /// Enough shards that threads sharing an engine seldom meet on one lock.
@@ -44,11 +45,6 @@ pub(crate) struct Cache<V> {
     /// Randomly seeded per cache, so no one can choose keys that collide.
     hasher: foldhash::fast::RandomState,
 }
-
-/// A shard on cache lines of its own, so that two threads on two shards never write
-/// the same line (128 bytes: the pair of lines the CPU's prefetcher fetches together).
-#[repr(align(128))]
-struct Padded<T>(T);
 
 struct Shard<V> {
     stamp: Option<ChangeStamp>,

@@ -43,6 +43,7 @@ pub mod domain;
 mod engine;
 mod error;
 mod info;
+mod padded;
 pub mod repo;
 #[cfg(feature = "server")]
 pub mod server;

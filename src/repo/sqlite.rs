@@ -21,6 +21,7 @@ use crate::audit::Outcome;
 use crate::domain::access::Standing;
 use crate::domain::names::fold;
 use crate::error::Error;
+use crate::padded::Padded;
 
 /// The schema, applied whole to a new database (D1).
 pub(crate) const SCHEMA: &str = include_str!("../../schema.sql");
@@ -137,8 +138,9 @@ pub(crate) struct OpenOptions {
     /// Open for reading only: no file is created or changed, and every write fails.
     pub read_only: bool,
 }
-/// Idle read connections kept for reuse.
-const MAX_IDLE_READERS: usize = 8;
+
+/// Read connections kept for reuse, at most: one per thread for up to this many threads.
+const READER_SLOTS: usize = 8;
 
 /// The connections of one database.
 pub(crate) struct Store {
@@ -285,7 +287,11 @@ impl ChangeProbe {
 struct ReaderPool {
     path: PathBuf,
     options: OpenOptions,
-    idle: Mutex<Vec<Reader>>,
+    /// Pooled readers, one per slot. A thread starts at a slot of its own (see
+    /// [`home_slot`]) and so, while there are no more threads than slots, always gets
+    /// back the connection it used last: no lock shared with another thread, and the
+    /// connection's memory still in this core's caches.
+    slots: Box<[Padded<Mutex<Option<Reader>>>]>,
     probe: Arc<ChangeProbe>,
     /// Whether idle readers may keep their snapshot: only while the janitor runs.
     keep_snapshots: std::sync::atomic::AtomicBool,
@@ -618,7 +624,9 @@ impl ReaderPool {
         let pool = Arc::new(Self {
             path: path.to_owned(),
             options,
-            idle: Mutex::new(Vec::new()),
+            slots: (0..READER_SLOTS)
+                .map(|_| Padded(Mutex::new(None)))
+                .collect(),
             probe: ChangeProbe::of(path)?,
             keep_snapshots: std::sync::atomic::AtomicBool::new(false),
         });
@@ -649,21 +657,35 @@ impl ReaderPool {
     /// Ends the snapshots of idle readers that a commit has made stale.
     fn release_stale(&self) {
         let now = self.probe.stamp();
-        for reader in lock(&self.idle).iter_mut() {
+        self.for_each_idle(|reader| {
             if now.is_none() || reader.snapshot != now {
                 let _ = reader.release();
+            }
+        });
+    }
+
+    /// `f` on every pooled reader not in use (a slot in use is locked by its call).
+    fn for_each_idle(&self, mut f: impl FnMut(&mut Reader)) {
+        for slot in &self.slots {
+            if let Some(mut idle) = try_lock(&slot.0)
+                && let Some(reader) = idle.as_mut()
+            {
+                f(reader);
             }
         }
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T>) -> Result<T> {
-        let popped = lock(&self.idle).pop();
-        let mut reader = match popped {
+        let home = home_slot();
+        let free = (0..self.slots.len())
+            .find_map(|i| try_lock(&self.slots[(home + i) % self.slots.len()].0));
+        let Some(mut slot) = free else {
+            // Every slot is in use: a connection for this call alone.
+            return f(&mut self.open_reader()?);
+        };
+        let mut reader = match slot.take() {
             Some(reader) => reader,
-            None => Reader {
-                conn: open_connection(&self.path, self.options)?,
-                snapshot: None,
-            },
+            None => self.open_reader()?,
         };
         let out = f(&mut reader);
         if !self
@@ -674,19 +696,42 @@ impl ReaderPool {
         }
         // A reader left inside a transaction it does not account for is dropped, not
         // pooled, so that no later call inherits it.
-        let sound = reader.snapshot.is_some() || reader.conn.is_autocommit();
-        let mut idle = lock(&self.idle);
-        if sound && idle.len() < MAX_IDLE_READERS {
-            idle.push(reader);
+        if reader.snapshot.is_some() || reader.conn.is_autocommit() {
+            *slot = Some(reader);
         }
         out
     }
 
+    fn open_reader(&self) -> Result<Reader> {
+        Ok(Reader {
+            conn: open_connection(&self.path, self.options)?,
+            snapshot: None,
+        })
+    }
+
     /// Ends the read transactions of idle connections, so that none pins the log.
     fn release_idle(&self) {
-        for reader in lock(&self.idle).iter_mut() {
+        self.for_each_idle(|reader| {
             let _ = reader.release();
-        }
+        });
+    }
+}
+
+/// The pool slot a thread tries first: threads are handed slots in turn.
+fn home_slot() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    HOME.with(|home| *home)
+}
+
+/// The lock if free now; a poisoned lock is taken like a free one (see [`lock`]).
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
@@ -2131,5 +2176,81 @@ impl Repository for SqliteRepo<'_> {
             .prepare_cached("INSERT INTO signing_keys (secret, created_at) VALUES (?1, ?2)")?
             .execute(params![secret, now])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(
+            &dir.path().join("pool.db"),
+            OpenOptions {
+                busy_timeout: Duration::from_secs(1),
+                read_only: false,
+            },
+        )
+        .expect("open");
+        (dir, store)
+    }
+
+    /// Which connection `conn` is: a number it keeps in a table of its own (a TEMP
+    /// table is private to its connection).
+    fn identity(conn: &Connection) -> Result<i64> {
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS identity(id INTEGER);
+             INSERT INTO identity SELECT random() WHERE NOT EXISTS (SELECT 1 FROM identity);",
+        )?;
+        Ok(conn.query_row("SELECT id FROM identity", [], |r| r.get(0))?)
+    }
+
+    /// Reads nested deeper than the pool has slots each get a connection of their own:
+    /// a slot in use is skipped, and when none is free the call opens one for itself.
+    #[test]
+    fn nested_reads_deeper_than_the_pool_each_get_a_connection() {
+        let (_dir, store) = store();
+        fn nest(store: &Store, depth: usize, seen: &mut Vec<i64>) -> Result<()> {
+            store.with_connection(|conn| {
+                seen.push(identity(conn)?);
+                if depth > 0 {
+                    nest(store, depth - 1, seen)?;
+                }
+                Ok(())
+            })
+        }
+        let mut seen = Vec::new();
+        nest(&store, READER_SLOTS + 2, &mut seen).expect("nested reads");
+        let distinct: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), READER_SLOTS + 3);
+    }
+
+    /// A thread gets back the connection it used last, not the one another thread left
+    /// in the pool a moment before.
+    #[test]
+    fn a_thread_gets_back_its_own_connection() {
+        let (_dir, store) = store();
+        let handle = || store.with_connection(identity).expect("read");
+        let home = home_slot() % READER_SLOTS;
+        let main_first = handle();
+        // A thread whose home slot is not this one's (threads get slots in turn, so
+        // the first or the next few are).
+        let (other_first, other_second) = std::thread::scope(|s| {
+            loop {
+                let spawned =
+                    s.spawn(|| (home_slot() % READER_SLOTS != home).then(|| (handle(), handle())));
+                if let Some(pair) = spawned.join().expect("a reader thread") {
+                    return pair;
+                }
+            }
+        });
+        let main_second = handle();
+        assert_ne!(
+            main_first, other_first,
+            "the other thread took this one's connection"
+        );
+        assert_eq!(other_first, other_second);
+        assert_eq!(main_first, main_second);
     }
 }
