@@ -197,6 +197,8 @@ pub struct ImportSummary {
 // and SipHash was a tenth of its time.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+
 use serde_json::json;
 
 use crate::audit::{APPLICATION, NewAuditEvent, Outcome};
@@ -206,87 +208,174 @@ use crate::domain::names::{
     KeyAllocator, ProjectKey, ProjectName, ServiceAccountName, Username, WorkspaceName,
 };
 use crate::error::{Error, Result};
-use crate::repo::{NewProject, Repository, ServiceAccountId, UserId};
+use crate::repo::{NewProject, Repository, ServiceAccountId, UserId, WorkspaceId};
 
-/// Projects validated and written together by [`import`].
+/// Projects checked, sent and written together: a batch's names, keys and
+/// descriptions are checked first, then its grants (the order in which a bad
+/// snapshot's first error is found, and so which error it fails with).
 const IMPORT_BATCH: usize = 1024;
+
+/// Batches the planner may run ahead of the writer: enough to keep both busy,
+/// few enough that the snapshot's checked form never sits in memory whole.
+const PLANNED_AHEAD: usize = 4;
 
 /// Applies a snapshot through `repo`, inside the caller's transaction. `progress` is
 /// called with (projects done, projects in all) as projects are written.
+///
+/// Two threads share the work: a planner parses and checks the snapshot in document
+/// order (every name, N1–N7, A4, A5, A7, S2, the grants' duplicates), allocates keys
+/// and resolves grants to positions, with no database; this thread writes what it
+/// is handed and makes the few checks that need the database (a workspace that
+/// exists, a member who is no user). The first error either meets ends the import
+/// and is the error importing in document order meets first.
 pub(crate) fn import<R: Repository + ?Sized>(
     repo: &R,
     snapshot: &Snapshot,
     now: i64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ImportSummary> {
-    if snapshot.version != SNAPSHOT_VERSION {
-        return Err(Error::invalid_value(
-            "snapshot version",
-            &snapshot.version.to_string(),
-            "1",
-        ));
-    }
-    let mut summary = ImportSummary::default();
-    let total: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
-    let mut done = 0;
-
-    let mut users: HashMap<String, UserId> = HashMap::new();
-    for name in &snapshot.users {
-        let name: Username = name.parse()?;
-        let id = match repo.user(&name)? {
-            Some(existing) => existing.id,
-            None => {
-                summary.users += 1;
-                repo.insert_user(&name, now)?
-            }
-        };
-        users.insert(name.key().to_owned(), id);
-    }
-
-    for ws_snap in &snapshot.workspaces {
-        let ws_name: WorkspaceName = ws_snap.name.parse()?;
-        if repo.workspace(&ws_name)?.is_some() {
-            return Err(Error::WorkspaceAlreadyExists {
-                workspace: ws_name.to_string(),
-            });
+    std::thread::scope(|scope| {
+        let (sender, steps) = std::sync::mpsc::sync_channel(PLANNED_AHEAD);
+        // Written batches go back to the planner to be freed there: freeing another
+        // thread's allocations is slow in the allocator, and the writer is the
+        // import's critical path.
+        let (spent, returned) = std::sync::mpsc::channel();
+        let planner = std::thread::Builder::new()
+            .name("turnstile-import".into())
+            .spawn_scoped(scope, move || plan(snapshot, &sender, &returned))?;
+        let applied = apply(repo, &steps, spent, snapshot, now, progress);
+        // A planner still sending sees the writer gone and stops.
+        drop(steps);
+        if let Err(panic) = planner.join() {
+            std::panic::resume_unwind(panic);
         }
-        let ws = repo.insert_workspace(&ws_name, now)?;
-        repo.update_workspace_settings(
-            ws,
-            ws_snap.allow_public_projects,
-            ws_snap.service_account_limit,
-        )?;
-        summary.workspaces += 1;
+        applied
+    })
+}
 
-        // Members, and A4: at least one admin.
-        let mut members: HashMap<String, UserId> = HashMap::new();
+/// What the planner hands the writer, in document order.
+enum Step {
+    /// The snapshot's users; always the first step.
+    Users(Vec<Username>),
+    /// A workspace (its index in the snapshot) to create, with its members.
+    Workspace {
+        index: usize,
+        name: WorkspaceName,
+        members: Vec<(Username, WorkspaceRole)>,
+    },
+    /// The service accounts of the workspace last created.
+    Accounts(Vec<ServiceAccountName>),
+    /// Projects of the workspace last created, with their grants.
+    Batch(Batch),
+    /// The workspace last created is complete.
+    WorkspaceDone,
+    /// The first check that failed: the import fails with it.
+    Failed(Error),
+    /// The whole snapshot was checked; always the last step.
+    Done,
+}
+
+/// Projects `start..start + names.len()` of a workspace, checked.
+struct Batch {
+    start: usize,
+    names: Vec<ProjectName>,
+    keys: Vec<ProjectKey>,
+    descriptions: Vec<ProjectDescription>,
+    /// Each project's user grants, project after project: (member position, role).
+    user_grants: Vec<(u32, ProjectRole)>,
+    /// The same for service accounts: (service account position, role).
+    sa_grants: Vec<(u32, ProjectRole)>,
+    /// Where each project's grants end in `user_grants` and `sa_grants`.
+    ends: Vec<(usize, usize)>,
+}
+
+/// Why the planner stopped before the end.
+enum Stop {
+    Failed(Error),
+    /// The writer stopped first (a storage error): nobody is listening.
+    WriterGone,
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// The planner: sends the steps of `snapshot` to `out`, then `Done` or `Failed`, and
+/// frees the batches the writer hands back until the writer is done.
+fn plan(snapshot: &Snapshot, out: &SyncSender<Step>, returned: &Receiver<Batch>) {
+    let last = match plan_steps(snapshot, out, returned) {
+        Ok(()) => Step::Done,
+        Err(Stop::Failed(e)) => Step::Failed(e),
+        Err(Stop::WriterGone) => return,
+    };
+    let _ = out.send(last);
+    returned.iter().for_each(drop);
+}
+
+fn send(out: &SyncSender<Step>, step: Step) -> std::result::Result<(), Stop> {
+    out.send(step).map_err(|_| Stop::WriterGone)
+}
+
+fn plan_steps(
+    snapshot: &Snapshot,
+    out: &SyncSender<Step>,
+    returned: &Receiver<Batch>,
+) -> std::result::Result<(), Stop> {
+    if snapshot.version != SNAPSHOT_VERSION {
+        return Err(
+            Error::invalid_value("snapshot version", &snapshot.version.to_string(), "1").into(),
+        );
+    }
+    let users = snapshot
+        .users
+        .iter()
+        .map(|name| name.parse())
+        .collect::<Result<Vec<Username>>>()?;
+    send(out, Step::Users(users))?;
+    for (index, ws_snap) in snapshot.workspaces.iter().enumerate() {
+        let ws_name: WorkspaceName = ws_snap.name.parse()?;
+        // Members: the writer looks each one up (a member who is no user), so the
+        // members before a bad one are sent before its error.
+        let mut members = Vec::with_capacity(ws_snap.members.len());
+        let mut member_by_key: HashMap<String, u32> = HashMap::with_capacity(members.capacity());
+        let mut bad_member = None;
         for (name, role) in &ws_snap.members {
-            let name: Username = name.parse()?;
+            let name: Username = match name.parse() {
+                Ok(name) => name,
+                Err(e) => {
+                    bad_member = Some(e);
+                    break;
+                }
+            };
             // Keys are case-sensitive in the document, names are not (N2).
-            if members.contains_key(name.key()) {
-                return Err(Error::UserAlreadyInvited {
+            if member_by_key.contains_key(name.key()) {
+                bad_member = Some(Error::UserAlreadyInvited {
                     user: name.to_string(),
                     workspace: ws_name.to_string(),
                 });
+                break;
             }
-            let id = match users.get(name.key()) {
-                Some(id) => *id,
-                None => repo
-                    .user(&name)?
-                    .map(|u| u.id)
-                    .ok_or_else(|| Error::UserNotFound {
-                        user: name.to_string(),
-                    })?,
-            };
-            repo.put_workspace_member(ws, id, *role)?;
-            members.insert(name.key().to_owned(), id);
-            summary.members += 1;
+            member_by_key.insert(name.key().to_owned(), index_of(members.len()));
+            members.push((name, *role));
         }
-        let admins = ws_snap
-            .members
-            .values()
-            .filter(|r| **r == WorkspaceRole::Admin)
+        let admins = members
+            .iter()
+            .filter(|(_, r)| *r == WorkspaceRole::Admin)
             .count();
+        send(
+            out,
+            Step::Workspace {
+                index,
+                name: ws_name.clone(),
+                members,
+            },
+        )?;
+        if let Some(e) = bad_member {
+            return Err(e.into());
+        }
+        // A4: at least one admin.
         invariants::keeps_an_admin(&ws_name, u32::try_from(admins).unwrap_or(u32::MAX))?;
 
         // Service accounts, and S2: at most the limit active.
@@ -296,25 +385,63 @@ pub(crate) fn import<R: Repository + ?Sized>(
             u32::try_from(active).unwrap_or(u32::MAX),
             ws_snap.service_account_limit,
         )?;
-        let mut accounts: HashMap<String, ServiceAccountId> = HashMap::new();
+        let mut accounts = Vec::with_capacity(ws_snap.service_accounts.len());
+        let mut account_by_key: HashMap<String, u32> = HashMap::with_capacity(accounts.capacity());
         for sa in &ws_snap.service_accounts {
             let name: ServiceAccountName = sa.name.parse()?;
-            if accounts.contains_key(name.key()) {
+            if account_by_key.contains_key(name.key()) {
                 return Err(Error::ServiceAccountAlreadyExists {
                     account: format!("{name}@{ws_name}"),
-                });
+                }
+                .into());
             }
-            let id = repo.insert_service_account(ws, &name, sa.active, now)?;
-            accounts.insert(name.key().to_owned(), id);
-            summary.service_accounts += 1;
+            account_by_key.insert(name.key().to_owned(), index_of(accounts.len()));
+            accounts.push(name);
         }
+        send(out, Step::Accounts(accounts))?;
 
-        // Projects and their grants. The workspace is new, so its projects can clash
-        // (N3) or look alike (N7) only among themselves: both are decided here, in
-        // memory, in the same pass that parses the names.
-        let mut names: HashSet<String> = HashSet::with_capacity(ws_snap.projects.len());
-        let mut skeletons: HashMap<String, usize> = HashMap::with_capacity(ws_snap.projects.len());
+        let mut projects = ProjectChecks::new(&ws_name, ws_snap, member_by_key, account_by_key)?;
+        for start in (0..ws_snap.projects.len()).step_by(IMPORT_BATCH) {
+            returned.try_iter().for_each(drop);
+            send(out, Step::Batch(projects.batch(start)?))?;
+        }
+        send(out, Step::WorkspaceDone)?;
+    }
+    Ok(())
+}
+
+/// The planner's state over one workspace's projects.
+struct ProjectChecks<'s> {
+    ws_name: &'s WorkspaceName,
+    ws_snap: &'s WorkspaceSnapshot,
+    /// Folded names so far (N3) and skeletons with their project's position (N7). The
+    /// workspace is new, so its projects can clash or look alike only among themselves.
+    names: HashSet<String>,
+    skeletons: HashMap<String, usize>,
+    keys: KeyAllocator,
+    explicit_keys: std::vec::IntoIter<ProjectKey>,
+    /// Grants name members and service accounts as the document spells them: a
+    /// spelling the workspace's own lists use is found without parsing it again.
+    member_by_spelling: HashMap<&'s str, u32>,
+    member_by_key: HashMap<String, u32>,
+    account_by_spelling: HashMap<&'s str, u32>,
+    account_by_key: HashMap<String, u32>,
+    /// The project (its position + 1) that last granted each member or account a role.
+    member_granted: Vec<usize>,
+    account_granted: Vec<usize>,
+}
+
+impl<'s> ProjectChecks<'s> {
+    /// Claims the workspace's explicit keys, before any key is generated.
+    fn new(
+        ws_name: &'s WorkspaceName,
+        ws_snap: &'s WorkspaceSnapshot,
+        member_by_key: HashMap<String, u32>,
+        account_by_key: HashMap<String, u32>,
+    ) -> Result<Self> {
+        let projects = ws_snap.projects.len();
         let mut keys = KeyAllocator::default();
+        keys.reserve(projects);
         let mut explicit_keys: Vec<ProjectKey> = Vec::new();
         for p in &ws_snap.projects {
             if let Some(key) = &p.key {
@@ -328,116 +455,317 @@ pub(crate) fn import<R: Repository + ?Sized>(
                 explicit_keys.push(key);
             }
         }
-        let mut explicit = explicit_keys.into_iter();
-        // Validate a batch of projects, then write it with a few multi-row statements.
-        for (b, batch) in ws_snap.projects.chunks(IMPORT_BATCH).enumerate() {
-            let mut parsed: Vec<(ProjectName, ProjectKey, ProjectDescription)> =
-                Vec::with_capacity(batch.len());
-            for (i, p) in batch.iter().enumerate() {
-                let name: ProjectName = p.name.parse()?;
-                if !names.insert(name.key().to_owned()) {
-                    return Err(Error::ProjectAlreadyExists {
-                        project: format!("{ws_name}/{name}"),
-                    });
-                }
-                // INVARIANT: N7, no two projects of a workspace share a skeleton.
-                if let Some(&other) = skeletons.get(name.skeleton()) {
-                    let other = &ws_snap.projects[other].name;
-                    let other = other
-                        .parse::<ProjectName>()
-                        .map_or(other.clone(), |n| n.to_string());
-                    return Err(Error::ProjectNameConfusable {
-                        project: format!("{ws_name}/{name}"),
-                        existing: format!("{ws_name}/{other}"),
-                    });
-                }
-                skeletons.insert(name.skeleton().to_owned(), b * IMPORT_BATCH + i);
-                let description: ProjectDescription = p.description.parse()?;
-                invariants::visibility_allowed(
-                    &ws_name,
-                    p.visibility,
-                    ws_snap.allow_public_projects,
-                )?;
-                let key = match p.key {
-                    Some(_) => explicit
-                        .next()
-                        .expect("one explicit key per project that gave one"),
-                    None => keys.allocate(&ProjectKey::from_name(&name)),
-                };
-                parsed.push((name, key, description));
-            }
-            let new: Vec<NewProject<'_>> = batch
+        Ok(Self {
+            ws_name,
+            ws_snap,
+            names: HashSet::with_capacity(projects),
+            skeletons: HashMap::with_capacity(projects),
+            keys,
+            explicit_keys: explicit_keys.into_iter(),
+            member_by_spelling: ws_snap
+                .members
+                .keys()
+                .enumerate()
+                .map(|(i, name)| (name.as_str(), index_of(i)))
+                .collect(),
+            member_granted: vec![0; member_by_key.len()],
+            member_by_key,
+            account_by_spelling: ws_snap
+                .service_accounts
                 .iter()
-                .zip(&parsed)
-                .map(|(p, (name, key, description))| NewProject {
-                    workspace_id: ws,
-                    name,
-                    key,
-                    visibility: p.visibility,
-                    description,
-                })
-                .collect();
-            let ids = repo.insert_projects(&new, now)?;
-            let mut user_grants = Vec::new();
-            let mut sa_grants = Vec::new();
-            for (p, project) in batch.iter().zip(ids) {
-                let project_name = || format!("{ws_name}/{}", p.name);
-                let mut granted: HashSet<String> = HashSet::new();
-                for (user, role) in &p.members {
-                    let user: Username = user.parse()?;
-                    if !granted.insert(user.key().to_owned()) {
-                        return Err(Error::UserAlreadyHasAccess {
-                            user: user.to_string(),
-                            project: project_name(),
-                            role: *role,
-                        });
-                    }
-                    // INVARIANT: A7, only workspace members hold grants.
-                    let id = members.get(user.key());
-                    invariants::may_hold_grant(&user, &ws_name, id.is_some())?;
-                    if let Some(id) = id {
-                        user_grants.push((project, *id, *role));
-                    }
+                .enumerate()
+                .map(|(i, sa)| (sa.name.as_str(), index_of(i)))
+                .collect(),
+            account_granted: vec![0; account_by_key.len()],
+            account_by_key,
+        })
+    }
+
+    /// Checks the batch of projects that begins at `start`.
+    fn batch(&mut self, start: usize) -> Result<Batch> {
+        let ws_name = self.ws_name;
+        let ws_snap = self.ws_snap;
+        let range = start..(start + IMPORT_BATCH).min(ws_snap.projects.len());
+        let mut batch = Batch {
+            start,
+            names: Vec::with_capacity(range.len()),
+            keys: Vec::with_capacity(range.len()),
+            descriptions: Vec::with_capacity(range.len()),
+            user_grants: Vec::new(),
+            sa_grants: Vec::new(),
+            ends: Vec::with_capacity(range.len()),
+        };
+        for i in range.clone() {
+            let p = &ws_snap.projects[i];
+            let name: ProjectName = p.name.parse()?;
+            if !self.names.insert(name.key().to_owned()) {
+                return Err(Error::ProjectAlreadyExists {
+                    project: format!("{ws_name}/{name}"),
+                });
+            }
+            // INVARIANT: N7, no two projects of a workspace share a skeleton.
+            if let Some(&other) = self.skeletons.get(name.skeleton()) {
+                let other = &ws_snap.projects[other].name;
+                let other = other
+                    .parse::<ProjectName>()
+                    .map_or(other.clone(), |n| n.to_string());
+                return Err(Error::ProjectNameConfusable {
+                    project: format!("{ws_name}/{name}"),
+                    existing: format!("{ws_name}/{other}"),
+                });
+            }
+            self.skeletons.insert(name.skeleton().to_owned(), i);
+            batch.descriptions.push(p.description.parse()?);
+            invariants::visibility_allowed(ws_name, p.visibility, ws_snap.allow_public_projects)?;
+            batch.keys.push(match p.key {
+                Some(_) => self
+                    .explicit_keys
+                    .next()
+                    .expect("one explicit key per project that gave one"),
+                None => self.keys.allocate(&ProjectKey::from_name(&name)),
+            });
+            batch.names.push(name);
+        }
+        for i in range {
+            let p = &ws_snap.projects[i];
+            let mark = i + 1;
+            let project_name = || format!("{ws_name}/{}", p.name);
+            for (user, role) in &p.members {
+                let found = match self.member_by_spelling.get(user.as_str()) {
+                    Some(&m) => Some(m),
+                    None => self
+                        .member_by_key
+                        .get(user.parse::<Username>()?.key())
+                        .copied(),
+                };
+                // INVARIANT: A7, only workspace members hold grants.
+                let Some(m) = found else {
+                    invariants::may_hold_grant(&user.parse()?, ws_name, false)?;
+                    continue;
+                };
+                let last = &mut self.member_granted[m as usize];
+                if *last == mark {
+                    return Err(Error::UserAlreadyHasAccess {
+                        user: user.parse::<Username>()?.to_string(),
+                        project: project_name(),
+                        role: *role,
+                    });
                 }
-                granted.clear();
-                for (sa, role) in &p.service_accounts {
+                *last = mark;
+                batch.user_grants.push((m, *role));
+            }
+            for (sa, role) in &p.service_accounts {
+                let found = match self.account_by_spelling.get(sa.as_str()) {
+                    Some(&a) => Some(a),
+                    None => self
+                        .account_by_key
+                        .get(sa.parse::<ServiceAccountName>()?.key())
+                        .copied(),
+                };
+                let Some(a) = found else {
                     let sa: ServiceAccountName = sa.parse()?;
-                    if !granted.insert(sa.key().to_owned()) {
-                        return Err(Error::ServiceAccountAlreadyHasAccess {
-                            account: format!("{sa}@{ws_name}"),
-                            project: project_name(),
-                            role: *role,
-                        });
-                    }
-                    let id =
-                        accounts
-                            .get(sa.key())
-                            .ok_or_else(|| Error::ServiceAccountNotFound {
-                                account: format!("{sa}@{ws_name}"),
-                            })?;
-                    sa_grants.push((project, *id, *role));
+                    return Err(Error::ServiceAccountNotFound {
+                        account: format!("{sa}@{ws_name}"),
+                    });
+                };
+                let last = &mut self.account_granted[a as usize];
+                if *last == mark {
+                    let sa: ServiceAccountName = sa.parse()?;
+                    return Err(Error::ServiceAccountAlreadyHasAccess {
+                        account: format!("{sa}@{ws_name}"),
+                        project: project_name(),
+                        role: *role,
+                    });
+                }
+                *last = mark;
+                batch.sa_grants.push((a, *role));
+            }
+            batch
+                .ends
+                .push((batch.user_grants.len(), batch.sa_grants.len()));
+        }
+        Ok(batch)
+    }
+}
+
+/// A position in a workspace's members or service accounts, which are far fewer
+/// than 2³² (a snapshot that large would not fit in memory).
+fn index_of(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 members or service accounts")
+}
+
+/// The workspace the writer is filling.
+struct Current<'s> {
+    snap: &'s WorkspaceSnapshot,
+    name: WorkspaceName,
+    id: WorkspaceId,
+    members: Vec<UserId>,
+    accounts: Vec<ServiceAccountId>,
+}
+
+/// The writer: applies the planner's steps through `repo`.
+fn apply<R: Repository + ?Sized>(
+    repo: &R,
+    steps: &Receiver<Step>,
+    spent: Sender<Batch>,
+    snapshot: &Snapshot,
+    now: i64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportSummary> {
+    // The planner ends with `Done` or `Failed`; a channel that closes before either,
+    // or a step out of order, is a planner that broke, never a finished import.
+    let broken = || Error::from(std::io::Error::other("the import's planner stopped early"));
+    let next = || steps.recv().map_err(|_| broken());
+    let mut summary = ImportSummary::default();
+    let total: usize = snapshot.workspaces.iter().map(|w| w.projects.len()).sum();
+    let mut done = 0;
+
+    let users = match next()? {
+        Step::Users(users) => users,
+        Step::Failed(e) => return Err(e),
+        _ => return Err(broken()),
+    };
+    let mut user_ids: HashMap<&str, UserId> = HashMap::with_capacity(users.len());
+    for name in &users {
+        if user_ids.contains_key(name.key()) {
+            continue;
+        }
+        let id = match repo.user(name)? {
+            Some(existing) => existing.id,
+            None => {
+                summary.users += 1;
+                repo.insert_user(name, now)?
+            }
+        };
+        user_ids.insert(name.key(), id);
+    }
+
+    let mut current: Option<Current<'_>> = None;
+    let mut user_grants = Vec::new();
+    let mut sa_grants = Vec::new();
+    loop {
+        match next()? {
+            Step::Users(_) => return Err(broken()),
+            Step::Workspace {
+                index,
+                name,
+                members,
+            } => {
+                let snap = snapshot.workspaces.get(index).ok_or_else(broken)?;
+                if repo.workspace(&name)?.is_some() {
+                    return Err(Error::WorkspaceAlreadyExists {
+                        workspace: name.to_string(),
+                    });
+                }
+                let id = repo.insert_workspace(&name, now)?;
+                repo.update_workspace_settings(
+                    id,
+                    snap.allow_public_projects,
+                    snap.service_account_limit,
+                )?;
+                summary.workspaces += 1;
+                let mut ids = Vec::with_capacity(members.len());
+                for (user, role) in &members {
+                    let user_id =
+                        match user_ids.get(user.key()) {
+                            Some(id) => *id,
+                            None => repo.user(user)?.map(|u| u.id).ok_or_else(|| {
+                                Error::UserNotFound {
+                                    user: user.to_string(),
+                                }
+                            })?,
+                        };
+                    repo.put_workspace_member(id, user_id, *role)?;
+                    ids.push(user_id);
+                    summary.members += 1;
+                }
+                current = Some(Current {
+                    snap,
+                    name,
+                    id,
+                    members: ids,
+                    accounts: Vec::new(),
+                });
+            }
+            Step::Accounts(accounts) => {
+                let ws = current.as_mut().ok_or_else(broken)?;
+                for (name, sa) in accounts.iter().zip(&ws.snap.service_accounts) {
+                    ws.accounts
+                        .push(repo.insert_service_account(ws.id, name, sa.active, now)?);
+                    summary.service_accounts += 1;
                 }
             }
-            repo.insert_user_grants(&user_grants)?;
-            repo.insert_service_account_grants(&sa_grants)?;
-            summary.grants += user_grants.len() + sa_grants.len();
-            summary.projects += batch.len();
-            done += batch.len();
-            progress(done, total);
+            Step::Batch(b) => {
+                let ws = current.as_ref().ok_or_else(broken)?;
+                let projects = ws
+                    .snap
+                    .projects
+                    .get(b.start..b.start + b.names.len())
+                    .ok_or_else(broken)?;
+                let new: Vec<NewProject<'_>> = projects
+                    .iter()
+                    .zip(&b.names)
+                    .zip(&b.keys)
+                    .zip(&b.descriptions)
+                    .map(|(((p, name), key), description)| NewProject {
+                        workspace_id: ws.id,
+                        name,
+                        key,
+                        visibility: p.visibility,
+                        description,
+                    })
+                    .collect();
+                let ids = repo.insert_projects(&new, now)?;
+                user_grants.clear();
+                sa_grants.clear();
+                let (mut user_from, mut sa_from) = (0, 0);
+                for (project, &(user_to, sa_to)) in ids.into_iter().zip(&b.ends) {
+                    // In primary-key order, so that each row lands at its table's end.
+                    let first = user_grants.len();
+                    for &(m, role) in b.user_grants.get(user_from..user_to).ok_or_else(broken)? {
+                        let user = *ws.members.get(m as usize).ok_or_else(broken)?;
+                        user_grants.push((project, user, role));
+                    }
+                    user_grants[first..].sort_unstable_by_key(|g| g.1);
+                    let first = sa_grants.len();
+                    for &(a, role) in b.sa_grants.get(sa_from..sa_to).ok_or_else(broken)? {
+                        let account = *ws.accounts.get(a as usize).ok_or_else(broken)?;
+                        sa_grants.push((project, account, role));
+                    }
+                    sa_grants[first..].sort_unstable_by_key(|g| g.1);
+                    (user_from, sa_from) = (user_to, sa_to);
+                }
+                repo.insert_user_grants(&user_grants)?;
+                repo.insert_service_account_grants(&sa_grants)?;
+                summary.grants += user_grants.len() + sa_grants.len();
+                summary.projects += b.names.len();
+                done += b.names.len();
+                progress(done, total);
+                drop(new);
+                // Freed by the planner, or here if it has finished.
+                if let Err(back) = spent.send(b) {
+                    drop(back);
+                }
+            }
+            Step::WorkspaceDone => {
+                let ws = current.take().ok_or_else(broken)?;
+                repo.append_audit(&NewAuditEvent {
+                    at: now,
+                    workspace: Some(ws.name.as_str()),
+                    actor: APPLICATION,
+                    action: "workspace.import",
+                    target: ws.name.as_str(),
+                    outcome: Outcome::Ok,
+                    details: json!({
+                        "members": ws.snap.members.len(),
+                        "service_accounts": ws.snap.service_accounts.len(),
+                        "projects": ws.snap.projects.len(),
+                    }),
+                })?;
+            }
+            Step::Failed(e) => return Err(e),
+            Step::Done => break,
         }
-        repo.append_audit(&NewAuditEvent {
-            at: now,
-            workspace: Some(ws_name.as_str()),
-            actor: APPLICATION,
-            action: "workspace.import",
-            target: ws_name.as_str(),
-            outcome: Outcome::Ok,
-            details: json!({
-                "members": ws_snap.members.len(),
-                "service_accounts": ws_snap.service_accounts.len(),
-                "projects": ws_snap.projects.len(),
-            }),
-        })?;
     }
     repo.append_audit(&NewAuditEvent {
         at: now,

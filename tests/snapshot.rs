@@ -148,6 +148,83 @@ fn e3_a_bad_snapshot_writes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// E3: a snapshot with two faults fails with the first one in document order, whether
+/// it takes the database to find (a workspace that exists, a member who is no user) or
+/// not (a bad name further on), and writes nothing.
+#[test]
+fn e3_a_snapshot_with_two_faults_fails_with_the_first_in_document_order() -> Result<()> {
+    let engine = Engine::open_in_memory()?;
+    let mut existing = sample();
+    existing.workspaces[0].projects.clear();
+    existing.workspaces[0].name = "taken".into();
+    engine.import(&existing)?;
+    let before = engine.export()?;
+
+    let mut s = sample();
+    s.workspaces[0].name = "taken".into();
+    s.workspaces[0].projects[2].name = "a/b".into();
+    assert!(matches!(
+        engine.import(&s),
+        Err(Error::WorkspaceAlreadyExists { .. })
+    ));
+    let mut s = sample();
+    s.workspaces[0]
+        .members
+        .insert("dave".into(), WorkspaceRole::Member);
+    s.workspaces[0].projects[2].name = "a/b".into();
+    assert!(matches!(engine.import(&s), Err(Error::UserNotFound { .. })));
+    let mut s = sample();
+    s.workspaces[0]
+        .members
+        .insert("zed".into(), WorkspaceRole::Member);
+    s.workspaces[0]
+        .members
+        .insert("bad name".into(), WorkspaceRole::Member);
+    assert!(
+        matches!(engine.import(&s), Err(Error::InvalidName { .. })),
+        "`bad name` sorts before `zed`, who is no user"
+    );
+    let mut s = sample();
+    s.workspaces[0].projects[0]
+        .members
+        .insert("carol".into(), ProjectRole::Viewer);
+    s.workspaces[0].projects[2].name = "a/b".into();
+    assert!(
+        matches!(engine.import(&s), Err(Error::InvalidName { .. })),
+        "a batch's names are checked before its grants"
+    );
+    assert_eq!(engine.export()?, before, "nothing written");
+    Ok(())
+}
+
+/// A grant may spell its user or service account differently from the workspace's
+/// lists (N2: names are case-insensitive); it names the same principal.
+#[test]
+fn n2_a_grant_finds_its_principal_under_any_spelling() -> Result<()> {
+    let engine = Engine::open_in_memory()?;
+    let mut s = sample();
+    s.workspaces[0].projects[2]
+        .members
+        .insert("BOB".into(), ProjectRole::Viewer);
+    s.workspaces[0].projects[2]
+        .service_accounts
+        .insert("CiCd".into(), ProjectRole::Contributor);
+    engine.import(&s)?;
+    let exported = engine.export()?;
+    let shared = &exported.workspaces[0].projects[2];
+    assert_eq!(
+        shared.members.get("bob"),
+        Some(&ProjectRole::Viewer),
+        "{shared:?}"
+    );
+    assert_eq!(
+        shared.service_accounts.get("cicd"),
+        Some(&ProjectRole::Contributor),
+        "{shared:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn e1_case_folded_duplicates_in_a_snapshot_are_domain_errors() -> Result<()> {
     let engine = Engine::open_in_memory()?;

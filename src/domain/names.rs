@@ -696,6 +696,12 @@ impl KeyAllocator {
         }
     }
 
+    /// Room for `additional` more keys without growing: a bulk import knows how many
+    /// projects it allocates keys for.
+    pub fn reserve(&mut self, additional: usize) {
+        self.taken.reserve(additional);
+    }
+
     /// Claims an explicitly given key; `false` if it is taken.
     pub fn claim(&mut self, key: &ProjectKey) -> bool {
         self.taken.insert(key.0.clone())

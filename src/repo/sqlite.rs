@@ -1125,10 +1125,43 @@ const BULK_ROWS: usize = 256;
 /// `INSERT INTO <table (columns)> VALUES (?, ...), ... <suffix>` for `rows` rows.
 fn bulk_insert_sql(table: &str, columns: usize, rows: usize, suffix: &str) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
-    format!(
-        "INSERT INTO {table} VALUES {}{suffix}",
-        vec![row; rows].join(", ")
-    )
+    let mut sql = String::with_capacity(table.len() + rows * (row.len() + 2) + suffix.len() + 20);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table);
+    sql.push_str(" VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql.push_str(suffix);
+    sql
+}
+
+/// Inserts `rows` in statements of at most [`BULK_ROWS`] rows, `columns` values each,
+/// as `values` binds them. The text of a full statement is built once per call: a
+/// bulk load makes 20,000 of them, and building each anew cost more than running it.
+fn bulk_insert<T>(
+    conn: &Connection,
+    table: &str,
+    columns: usize,
+    suffix: &str,
+    rows: &[T],
+    mut run: impl FnMut(&mut rusqlite::CachedStatement<'_>, &[T]) -> Result<()>,
+) -> Result<()> {
+    let mut full = None;
+    for chunk in rows.chunks(BULK_ROWS) {
+        let partial;
+        let sql = if chunk.len() == BULK_ROWS {
+            full.get_or_insert_with(|| bulk_insert_sql(table, columns, BULK_ROWS, suffix))
+        } else {
+            partial = bulk_insert_sql(table, columns, chunk.len(), suffix);
+            &partial
+        };
+        run(&mut conn.prepare_cached(sql)?, chunk)?;
+    }
+    Ok(())
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.service_account_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
@@ -1521,82 +1554,85 @@ impl Repository for SqliteRepo<'_> {
 
     fn insert_projects(&self, projects: &[NewProject<'_>], now: i64) -> Result<Vec<ProjectId>> {
         let mut ids = Vec::with_capacity(projects.len());
-        for chunk in projects.chunks(BULK_ROWS) {
-            let sql = bulk_insert_sql(
-                "projects (workspace_id, name, name_key, key, visibility, description, created_at, name_skeleton)",
-                8,
-                chunk.len(),
-                " RETURNING id",
-            );
-            let texts: Vec<[&str; 5]> = chunk
-                .iter()
-                .map(|p| {
-                    [
-                        p.name.as_str(),
-                        p.name.key(),
-                        p.key.as_str(),
-                        p.description.as_str(),
-                        p.name.skeleton(),
-                    ]
-                })
-                .collect();
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 8);
-            for (p, [name, name_key, key, description, skeleton]) in chunk.iter().zip(&texts) {
-                values.extend([
-                    &p.workspace_id.0 as &dyn ToSql,
-                    name,
-                    name_key,
-                    key,
-                    &p.visibility,
-                    description,
-                    &now,
-                    skeleton,
-                ]);
-            }
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(values.as_slice(), |r| Ok(ProjectId(r.get(0)?)))?;
-            for id in rows {
-                ids.push(id?);
-            }
-        }
+        bulk_insert(
+            self.conn,
+            "projects (workspace_id, name, name_key, key, visibility, description, created_at, name_skeleton)",
+            8,
+            " RETURNING id",
+            projects,
+            |stmt, chunk| {
+                let texts: Vec<[&str; 5]> = chunk
+                    .iter()
+                    .map(|p| {
+                        [
+                            p.name.as_str(),
+                            p.name.key(),
+                            p.key.as_str(),
+                            p.description.as_str(),
+                            p.name.skeleton(),
+                        ]
+                    })
+                    .collect();
+                let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 8);
+                for (p, [name, name_key, key, description, skeleton]) in chunk.iter().zip(&texts) {
+                    values.extend([
+                        &p.workspace_id.0 as &dyn ToSql,
+                        name,
+                        name_key,
+                        key,
+                        &p.visibility,
+                        description,
+                        &now,
+                        skeleton,
+                    ]);
+                }
+                let rows = stmt.query_map(values.as_slice(), |r| Ok(ProjectId(r.get(0)?)))?;
+                for id in rows {
+                    ids.push(id?);
+                }
+                Ok(())
+            },
+        )?;
         Ok(ids)
     }
 
     fn insert_user_grants(&self, grants: &[(ProjectId, UserId, ProjectRole)]) -> Result<()> {
-        for chunk in grants.chunks(BULK_ROWS) {
-            let sql = bulk_insert_sql(
-                "user_grants (project_id, user_id, role)",
-                3,
-                chunk.len(),
-                "",
-            );
-            let values: Vec<&dyn ToSql> = chunk
-                .iter()
-                .flat_map(|(p, u, r)| [&p.0 as &dyn ToSql, &u.0, r])
-                .collect();
-            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
-        }
-        Ok(())
+        bulk_insert(
+            self.conn,
+            "user_grants (project_id, user_id, role)",
+            3,
+            "",
+            grants,
+            |stmt, chunk| {
+                let values: Vec<&dyn ToSql> = chunk
+                    .iter()
+                    .flat_map(|(p, u, r)| [&p.0 as &dyn ToSql, &u.0, r])
+                    .collect();
+                stmt.execute(values.as_slice())?;
+                Ok(())
+            },
+        )
     }
 
     fn insert_service_account_grants(
         &self,
         grants: &[(ProjectId, ServiceAccountId, ProjectRole)],
     ) -> Result<()> {
-        for chunk in grants.chunks(BULK_ROWS) {
-            let sql = bulk_insert_sql(
-                "service_account_grants (project_id, service_account_id, role)",
-                3,
-                chunk.len(),
-                "",
-            );
-            let values: Vec<&dyn ToSql> = chunk
-                .iter()
-                .flat_map(|(p, s, r)| [&p.0 as &dyn ToSql, &s.0, r])
-                .collect();
-            self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
-        }
-        Ok(())
+        bulk_insert(
+            self.conn,
+            "service_account_grants (project_id, service_account_id, role)",
+            3,
+            "",
+            grants,
+            |stmt, chunk| {
+                let values: Vec<&dyn ToSql> = chunk
+                    .iter()
+                    .flat_map(|(p, s, r)| [&p.0 as &dyn ToSql, &s.0, r])
+                    .collect();
+                stmt.execute(values.as_slice())?;
+                Ok(())
+            },
+        )
     }
 
     fn delete_project(&self, project: ProjectId) -> Result<()> {
