@@ -204,15 +204,16 @@ pub(crate) struct Fingerprints {
     key: (u64, u64),
 }
 
-/// A token's [`Fingerprints::of`].
+/// A token's [`Fingerprints::of`]: two halves rather than a `u128`, whose 16-byte
+/// alignment would pad every cache slot.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fingerprint(u128);
+pub(crate) struct Fingerprint(u64, u64);
 
 impl Fingerprint {
     /// 64 bits of the fingerprint, for a hash table (any 64 bits of a PRF's output are
     /// as good as any other).
     pub(crate) fn hash(self) -> u64 {
-        self.0 as u64
+        self.0
     }
 }
 
@@ -237,7 +238,8 @@ impl Fingerprints {
         use std::hash::Hasher as _;
         let mut h = siphasher::sip128::SipHasher24::new_with_keys(self.key.0, self.key.1);
         h.write(token.as_bytes());
-        Fingerprint(h.finish128().as_u128())
+        let h = h.finish128();
+        Fingerprint(h.h1, h.h2)
     }
 }
 
