@@ -24,9 +24,9 @@ pub(crate) const RESOLUTION_MS: i64 = 60_000;
 /// How often the background thread looks for a due batch and advances the coarse clock.
 const POLL: Duration = Duration::from_secs(1);
 /// How far the coarse clock may lag the system clock and still be trusted to say that
-/// no use is due yet: a few polls. A thread held up longer only delays the noting of
+/// no use is due yet: two polls. A thread held up longer only delays the noting of
 /// a use, which is then recorded a little late, never a decision.
-const COARSE_SLACK_MS: i64 = 5_000;
+const COARSE_SLACK_MS: i64 = 2_000;
 
 /// Uses noted since the last batch was written.
 #[derive(Default)]
