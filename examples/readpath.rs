@@ -1,18 +1,32 @@
 //! A driver for profiling the decision path with callgrind: the standard workload's
 //! 200,000 checks, as `check` or `authorize`, with or without the decision cache.
-//! One warm-up pass (for `authorize`, a second one after the first batch of token uses
-//! is written, T7), then `ROUNDS` passes: `--toggle-collect` counts every call of
-//! `measured`, warm-ups included, so take the difference of two `ROUNDS`.
+//! One warm-up pass (for `authorize`, first one more on an engine of its own, whose drop
+//! writes the tokens' first uses, T7), then `ROUNDS` passes: `--toggle-collect` counts
+//! every call of `measured`, warm-ups included, so take the difference of two `ROUNDS`.
 //!
 //! ```text
 //! cargo run --release --example workload -- load 10000 /tmp/w10k.db
 //! cargo run --release --example readpath -- tokens /tmp/w10k.db      # once: issues a token per principal
+//! cp /tmp/w10k.db /tmp/run.db; cp /tmp/w10k.db.tokens /tmp/run.db.tokens  # authorize: a fresh copy per run
 //! valgrind --tool=callgrind --toggle-collect='readpath::measured*' \
 //!     target/release/examples/readpath check-cached 10000 /tmp/w10k.db 1
 //! ```
 //!
 //! Modes: `check`, `check-cached`, `authorize`, `authorize-cached`. Instructions per
 //! call are the collected total divided by `ROUNDS` × 200,000.
+//!
+//! Modes `ratio` and `ratio-cached` time rather than count, for a machine too busy for
+//! two separate timings to be compared: on one engine, batches of 1,000 checks and of
+//! 1,000 authorizations alternate (each batch its own slice of the mix, the one that
+//! goes first alternating too), and the median over `ROUNDS` passes of the ratio of
+//! each pair of neighbouring batches is printed, so that whatever slows the machine
+//! down slows both sides of a ratio alike; then the ratio of the mean times, which counts
+//! what a long run costs once a minute (T7).
+//!
+//! An optional last argument, `QUERIES`, takes only the first QUERIES of the mix. For
+//! `authorize-cached` under callgrind, take 5000: the 200,000 run for minutes there,
+//! and once the tokens' last uses are a minute old they are noted and written again
+//! (T7), which empties the cache, so a measured round would become a round of misses.
 
 #[path = "../benches/standard/workload.rs"]
 #[allow(dead_code)]
@@ -43,9 +57,65 @@ fn measured(
     allowed
 }
 
+/// Prints the median time per call of `check` and of `authorize` in alternating batches,
+/// and the median of the ratio of neighbouring batches (see the modes `ratio`).
+fn ratio(
+    engine: &Engine,
+    queries: &[workload::Query],
+    rounds: usize,
+    authorize: impl Fn(&workload::Query) -> bool,
+) {
+    const BATCH: usize = 1_000;
+    let check = |q: &workload::Query| {
+        engine
+            .check(&q.principal, &q.project, q.action)
+            .expect("check")
+    };
+    let time = |batch: &[workload::Query], f: &dyn Fn(&workload::Query) -> bool| {
+        let started = Instant::now();
+        for q in batch {
+            std::hint::black_box(f(q));
+        }
+        started.elapsed().as_nanos() as f64 / batch.len() as f64
+    };
+    let (mut checks, mut authorizations, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (i, pair) in queries.chunks(2 * BATCH).enumerate() {
+            let (first, second) = pair.split_at(pair.len() / 2);
+            let (c, a) = if i % 2 == 0 {
+                let c = time(first, &check);
+                (c, time(second, &authorize))
+            } else {
+                let a = time(first, &authorize);
+                (time(second, &check), a)
+            };
+            checks.push(c);
+            authorizations.push(a);
+            ratios.push(a / c);
+        }
+    }
+    // Means as well as medians: the median of the ratios leaves out the batches that
+    // refill the cache after a commit, which a long run's mean must count (T7 writes
+    // the tokens' uses once a minute).
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (check_mean, authorize_mean) = (mean(&checks), mean(&authorizations));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "check {:.0} ns, authorize {:.0} ns per call (medians of {} batches of {BATCH}); authorize / check: median {:.3}; means {check_mean:.0} and {authorize_mean:.0} ns, {:.3}",
+        median(&mut checks),
+        median(&mut authorizations),
+        ratios.len(),
+        median(&mut ratios),
+        authorize_mean / check_mean
+    );
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached) PROJECTS PATH ROUNDS";
+    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached|ratio|ratio-cached) PROJECTS PATH ROUNDS [QUERIES]";
     if let [mode, path] = args.as_slice()
         && mode == "tokens"
     {
@@ -68,17 +138,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(tokens_path(path), lines.join("\n"))?;
         return Ok(());
     }
-    let [mode, projects, path, rounds] = args.as_slice() else {
-        return Err(usage.into());
+    let (mode, projects, path, rounds, limit) = match args.as_slice() {
+        [mode, projects, path, rounds] => (mode, projects, path, rounds, None),
+        [mode, projects, path, rounds, limit] => (mode, projects, path, rounds, Some(limit)),
+        _ => return Err(usage.into()),
     };
-    let queries = workload::queries(projects.parse()?);
+    let mut queries = workload::queries(projects.parse()?);
+    if let Some(limit) = limit {
+        queries.truncate(limit.parse()?);
+    }
     let rounds: usize = rounds.parse()?;
     let options = Options {
         decision_cache: mode.ends_with("-cached"),
         ..Default::default()
     };
-    let engine = Engine::open_with(path, options)?;
-    let tokens: Vec<String> = if mode.starts_with("authorize") {
+    let tokens: Vec<String> = if mode.starts_with("authorize") || mode.starts_with("ratio") {
         std::fs::read_to_string(tokens_path(path))?
             .split('\n')
             .map(str::to_owned)
@@ -86,8 +160,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Vec::new()
     };
-    let one = |q: &workload::Query| -> bool {
-        if mode.starts_with("authorize") {
+    let answer = |engine: &Engine, q: &workload::Query| -> bool {
+        if mode.starts_with("authorize") || mode.starts_with("ratio") {
             let t = &tokens[workload::token_index(&q.principal)];
             !t.is_empty() && engine.authorize(t, &q.project, q.action).unwrap_or(false)
         } else {
@@ -96,12 +170,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .expect("check")
         }
     };
+    if mode.starts_with("authorize") || mode.starts_with("ratio") {
+        // The tokens' first uses are written in a batch (T7), and that commit empties
+        // the cache. Dropping the engine writes them at once, so the measured rounds
+        // run on a fresh engine none of whose tokens is due again for a minute.
+        // Not through `measured`: how much of this pass the first batch's commit turns
+        // into misses varies from run to run. On a fresh copy of the database, whose
+        // tokens were never used, every token's use is written here.
+        let first = Engine::open_with(path, options)?;
+        for q in &queries {
+            std::hint::black_box(answer(&first, q));
+        }
+    }
+    let engine = Engine::open_with(path, options)?;
+    let one = |q: &workload::Query| answer(&engine, q);
     measured(1, one, &queries);
-    if mode.starts_with("authorize") {
-        // The first uses of the tokens are written within a second or so (T7); that
-        // commit empties the cache, so warm it again after it.
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        measured(1, one, &queries);
+    if mode.starts_with("ratio") {
+        ratio(&engine, &queries, rounds, |q| answer(&engine, q));
+        return Ok(());
     }
     let started = Instant::now();
     let allowed = measured(rounds, one, &queries);

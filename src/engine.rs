@@ -52,10 +52,15 @@ struct Caches {
     freshness: Freshness,
     facts: FactsCache,
     tokens: Cache<TokenEntry>,
+    /// The keyed fingerprints the token cache is looked up by.
+    fingerprints: token::Fingerprints,
 }
 
+/// A live token, cached under its [`Fingerprint`](token::Fingerprint): the entry
+/// answers only for the very string it was made from (see [`token::Fingerprints`]),
+/// so a hit needs neither the shape check nor SHA-256.
 struct TokenEntry {
-    digest: token::TokenDigest,
+    fingerprint: token::Fingerprint,
     id: TokenId,
     /// Shared, so that a hit costs no copy of the names.
     principal: Arc<Principal>,
@@ -72,7 +77,7 @@ struct TokenEntry {
 
 impl Entry for TokenEntry {
     fn key(&self) -> &[u8] {
-        &self.digest.0
+        self.fingerprint.as_bytes()
     }
 }
 
@@ -80,6 +85,25 @@ impl Entry for TokenEntry {
 struct Bearer {
     principal: Arc<Principal>,
     token: TokenId,
+}
+
+/// A live token as read from storage, with what its cache entry needs.
+struct Found {
+    principal: Arc<Principal>,
+    token: TokenId,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    /// Whether this look-up noted its use (T7).
+    noted: bool,
+}
+
+impl Found {
+    fn bearer(self) -> Bearer {
+        Bearer {
+            principal: self.principal,
+            token: self.token,
+        }
+    }
 }
 
 /// How [`Engine::open_with`] opens a database. Build it from the default:
@@ -183,11 +207,15 @@ impl Engine {
         } else {
             None
         };
-        let cache = freshness.map(|freshness| Caches {
-            freshness,
-            facts: FactsCache::new(),
-            tokens: Cache::new(),
-        });
+        let cache = match freshness {
+            Some(freshness) => Some(Caches {
+                freshness,
+                facts: FactsCache::new(),
+                tokens: Cache::new(),
+                fingerprints: token::Fingerprints::new()?,
+            }),
+            None => None,
+        };
         let uses = TokenUses::start(&store);
         Ok(Self { store, cache, uses })
     }
@@ -355,16 +383,15 @@ impl Engine {
             && let Ok(name) = project.parse::<QualifiedProjectName>()
         {
             let digest = token::parse(token)?;
-            let now = now_ms();
             let found = self.store.read_latest(|repo| {
                 repo.token_project_facts(&digest, &name.workspace, name.project.key())
             })?;
             if let Some(f) = found {
                 // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
-                if !f.state().is_live(now) {
+                if !f.state().is_live_by(now_ms) {
                     return Err(Error::InvalidToken);
                 }
-                self.uses.note(f.token_id, f.last_used_at, now);
+                self.uses.note(f.token_id, f.last_used_at);
                 return Ok(decide(f.visibility, f.standing, action));
             }
             // No row: an unknown token or an unknown project. The steps below tell
@@ -385,56 +412,75 @@ impl Engine {
         token: &str,
         cached: Option<(&Caches, ChangeStamp)>,
     ) -> Result<Bearer> {
+        if let Some((cache, stamp)) = &cached {
+            let fingerprint = cache.fingerprints.of(token);
+            // INVARIANT: T1, T2, an entry found is one whose key, the fingerprint, equals
+            // this one: the same string as the entry's, which was well-formed and found
+            // by its digest.
+            let hit = cache.tokens.get(stamp, fingerprint.as_bytes(), |e| {
+                use std::sync::atomic::Ordering::Relaxed;
+                // A load first: the common case reads no clock and writes nothing to
+                // the shared line.
+                let note = if e.noted.load(Relaxed) {
+                    None
+                } else {
+                    self.uses
+                        .due_now(e.last_used_at)
+                        .filter(|_| !e.noted.swap(true, Relaxed))
+                };
+                (e.id, e.expires_at, note, e.principal.clone())
+            });
+            if let Some((id, expires_at, note, principal)) = hit {
+                // INVARIANT: T3, T5, an expired token fails like any other.
+                if expires_at.is_some_and(|e| e <= now_ms()) {
+                    return Err(Error::InvalidToken);
+                }
+                if let Some(now) = note {
+                    self.uses.note_at(id, now);
+                }
+                return Ok(Bearer {
+                    principal,
+                    token: id,
+                });
+            }
+            let bearer = self.principal_of_token_from_storage(token)?;
+            let entry = TokenEntry {
+                fingerprint,
+                id: bearer.token,
+                principal: bearer.principal.clone(),
+                expires_at: bearer.expires_at,
+                last_used_at: bearer.last_used_at,
+                noted: bearer.noted.into(),
+            };
+            cache.tokens.insert(stamp, entry);
+            return Ok(bearer.bearer());
+        }
+        Ok(self.principal_of_token_from_storage(token)?.bearer())
+    }
+
+    /// [`principal_of_token`](Self::principal_of_token) from storage: the shape and the
+    /// checksum, then the look-up by digest.
+    fn principal_of_token_from_storage(&self, token: &str) -> Result<Found> {
         // T1: shape and checksum first; a bad token never reaches the database.
         let digest = token::parse(token)?;
-        let now = now_ms();
-        if let Some((cache, stamp)) = &cached
-            && let Some(hit) = cache.tokens.get(stamp, &digest.0, |e| {
-                use std::sync::atomic::Ordering::Relaxed;
-                // A load first: the common case writes nothing to the shared line.
-                let note = !e.noted.load(Relaxed)
-                    && crate::uses::due(e.last_used_at, now)
-                    && !e.noted.swap(true, Relaxed);
-                let note = note.then_some(e.last_used_at);
-                (e.id, e.expires_at, note, e.principal.clone())
-            })
-        {
-            let (id, expires_at, note, principal) = hit;
-            if expires_at.is_some_and(|e| e <= now) {
-                return Err(Error::InvalidToken);
-            }
-            if let Some(last_used_at) = note {
-                self.uses.note(id, last_used_at, now);
-            }
-            return Ok(Bearer {
-                principal,
-                token: id,
-            });
-        }
         let found = self
             .store
             .read_latest(|repo| repo.token_by_digest(&digest))?;
         // INVARIANT: T3, every cause of failure is the same `InvalidToken`.
-        let Some(found) = found.filter(|t| t.state().is_live(now)) else {
+        let Some(found) = found.filter(|t| t.state().is_live_by(now_ms)) else {
             return Err(Error::InvalidToken);
         };
         let t = &found.token;
-        self.uses.note(t.id, t.last_used_at, now);
-        let principal = Arc::new(found.principal);
-        if let Some((cache, stamp)) = &cached {
-            let entry = TokenEntry {
-                digest,
-                id: t.id,
-                principal: principal.clone(),
-                expires_at: t.expires_at,
-                last_used_at: t.last_used_at,
-                noted: crate::uses::due(t.last_used_at, now).into(),
-            };
-            cache.tokens.insert(stamp, entry);
+        let due = self.uses.due_now(t.last_used_at);
+        if let Some(now) = due {
+            self.uses.note_at(t.id, now);
         }
-        Ok(Bearer {
-            principal,
+        Ok(Found {
+            principal: Arc::new(found.principal),
             token: t.id,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            noted: due.is_some(),
         })
     }
 

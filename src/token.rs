@@ -189,6 +189,56 @@ fn digest(token: &str) -> TokenDigest {
     TokenDigest(Sha256::digest(token.as_bytes()).into())
 }
 
+/// A keyed fingerprint of presented tokens, for recognising a token met before without
+/// hashing it with SHA-256 again (about a third of the cost, this machine, SHA-NI on).
+///
+/// The fingerprint is SipHash-2-4 with its 128-bit output, keyed by 128 bits from the
+/// operating system's generator that never leave this value: a pseudo-random function
+/// of the whole presented string. Two different strings share a fingerprint with
+/// probability 2^-128 each, and without the key no one can do better than guess, so an
+/// equal fingerprint stands for an equal string: a cached token's entry can answer only
+/// for the very string it was made from, which was well-formed (T1) and whose SHA-256
+/// digest found the stored token (T2). Like the digest, the fingerprint tells nothing
+/// about the secret: no secret is kept in memory (T2).
+pub(crate) struct Fingerprints {
+    key: (u64, u64),
+}
+
+/// A token's [`Fingerprints::of`], as bytes: the token cache's key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Fingerprints {
+    /// Fingerprints under a fresh random key.
+    pub(crate) fn new() -> Result<Self> {
+        let mut key = [0u8; 16];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut key)
+            .map_err(|e| Error::Random {
+                reason: e.to_string(),
+            })?;
+        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 of 16 bytes"));
+        Ok(Self {
+            key: (half(&key[..8]), half(&key[8..])),
+        })
+    }
+
+    /// The fingerprint of a presented token, well-formed or not.
+    pub(crate) fn of(&self, token: &str) -> Fingerprint {
+        use siphasher::sip128::Hasher128 as _;
+        use std::hash::Hasher as _;
+        let mut h = siphasher::sip128::SipHasher24::new_with_keys(self.key.0, self.key.1);
+        h.write(token.as_bytes());
+        Fingerprint(h.finish128().as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +280,24 @@ mod tests {
         let t = generate().unwrap();
         let expected: [u8; 32] = Sha256::digest(t.secret.as_bytes()).into();
         assert_eq!(t.digest.as_bytes(), &expected);
+    }
+
+    #[test]
+    fn fingerprints_tell_tokens_apart_and_depend_on_the_key() -> Result<()> {
+        let (a, b) = (generate()?.secret, generate()?.secret);
+        let one = Fingerprints::new()?;
+        let other = Fingerprints::new()?;
+        assert!(one.of(&a) == one.of(&a));
+        assert!(one.of(&a) != one.of(&b));
+        assert!(
+            one.of(&a) != other.of(&a),
+            "keyed: another key, another fingerprint"
+        );
+        let mut changed = a.clone().into_bytes();
+        changed[10] ^= 1;
+        let changed = String::from_utf8(changed).expect("ASCII");
+        assert!(one.of(&a) != one.of(&changed));
+        Ok(())
     }
 
     proptest! {

@@ -288,6 +288,68 @@ fn t4_cached_tokens_stop_working_at_once() -> Result<()> {
     Ok(())
 }
 
+/// A token answered from the cache (looked up by its keyed fingerprint, without its
+/// digest) fails on the very next call once another process revokes it (T4), and a
+/// cached token fails at its expiry with no commit in between (T5); a malformed token
+/// never matches a cached one (T1).
+#[test]
+fn t4_a_cached_token_fails_at_once_when_another_process_revokes_it() -> Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("c.db");
+    let writer = Engine::open(&path)?;
+    world(&writer)?;
+    let bob = writer.issue_user_token("bob", "laptop", None)?;
+    let short = writer.issue_user_token(
+        "bob",
+        "short",
+        Some(chrono::Utc::now() + chrono::Duration::milliseconds(600)),
+    )?;
+    // Their first uses, written as the engine is dropped (T7), so that the reader
+    // below notes none and nothing is committed while it answers from its cache.
+    writer.authenticate(bob.secret())?;
+    writer.authenticate(short.secret())?;
+    drop(writer);
+    let reader = cached(&path)?;
+    let plain = Engine::open(&path)?;
+    let bob_who: Principal = "bob".parse()?;
+    let expected = plain.check(&bob_who, "ml-team/cls", Action::View)?;
+    for _ in 0..3 {
+        assert_eq!(
+            reader.authorize(bob.secret(), "ml-team/cls", Action::View)?,
+            expected
+        );
+        assert!(reader.authenticate(short.secret()).is_ok());
+    }
+    // One character changed: never the cached entry's answer, whatever its checksum.
+    let mut mangled = bob.secret().to_owned().into_bytes();
+    mangled[10] = if mangled[10] == b'A' { b'B' } else { b'A' };
+    let mangled = String::from_utf8(mangled).expect("ASCII");
+    assert!(matches!(
+        reader.authorize(&mangled, "ml-team/cls", Action::View),
+        Err(Error::InvalidToken)
+    ));
+
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        matches!(
+            reader.authenticate(short.secret()),
+            Err(Error::InvalidToken)
+        ),
+        "expired, with nothing committed since it was cached"
+    );
+
+    change_in_child(&path, "revoke");
+    assert!(matches!(
+        reader.authorize(bob.secret(), "ml-team/cls", Action::View),
+        Err(Error::InvalidToken)
+    ));
+    assert!(matches!(
+        reader.authenticate(bob.secret()),
+        Err(Error::InvalidToken)
+    ));
+    Ok(())
+}
+
 /// The child half of the cross-process test: applies one change named by
 /// `TURNSTILE_CHILD_CHANGE` to the database `TURNSTILE_CHILD_DB`.
 #[test]
@@ -305,6 +367,12 @@ fn child_process_changes() -> Result<()> {
             admin.add_project_service_account("ml-team/cls", "cicd@ml-team", ProjectRole::Owner)?
         }
         "deactivate" => admin.deactivate_service_account("cicd@ml-team")?,
+        "revoke" => {
+            let bob = engine.session_for(&"bob".parse()?)?;
+            for token in bob.tokens()? {
+                bob.revoke_token(token.id)?;
+            }
+        }
         other => panic!("unknown change {other}"),
     }
     Ok(())

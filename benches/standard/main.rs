@@ -5,6 +5,13 @@
 //! `TURNSTILE_BENCH_QUICK=1 cargo bench --bench standard` runs P = 10,000 only with
 //! short measurements (under two minutes). Sizes and the allowed fraction are printed
 //! as the database is built.
+//!
+//! `authorize` in a long run (issue 12: as in a short one): `cargo bench --bench
+//! standard -- --measurement-time 70 "P=10000/(check|check, cached|authorize|authorize,
+//! cached)$"`. Past a minute the tokens' uses are noted and written again (T7), and
+//! that commit empties the cache once; a short run never sees it. On a busy machine,
+//! `examples/readpath.rs`'s modes `ratio` and `ratio-cached` give the ratio to `check`
+//! from alternating batches in one process.
 
 mod workload;
 

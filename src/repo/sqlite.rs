@@ -2046,21 +2046,23 @@ impl Repository for SqliteRepo<'_> {
         workspace: &WorkspaceName,
         project_key: &str,
     ) -> Result<Option<TokenProjectFacts>> {
+        // Without the indentation (`\` continuations): `prepare_cached` hashes the text
+        // twice and compares it once on every call, and this is `authorize`'s hot path.
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT t.id, t.expires_at, t.last_used_at, t.revoked_at IS NOT NULL,
-                        t.service_account_id IS NOT NULL, coalesce(s.active, 1),
-                        s.workspace_id IS w.id, p.visibility, m.role, ug.role, sg.role
-                 FROM tokens t
-                 JOIN workspaces w ON w.name = ?2
-                 JOIN projects p INDEXED BY projects_by_name
-                      ON p.workspace_id = w.id AND p.name_key = ?3
-                 LEFT JOIN service_accounts s ON s.id = t.service_account_id
-                 LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = t.user_id
-                 LEFT JOIN user_grants ug ON ug.project_id = p.id AND ug.user_id = t.user_id
-                 LEFT JOIN service_account_grants sg
-                        ON sg.project_id = p.id AND sg.service_account_id = t.service_account_id
+                "SELECT t.id, t.expires_at, t.last_used_at, t.revoked_at IS NOT NULL, \
+                 t.service_account_id IS NOT NULL, coalesce(s.active, 1), \
+                 s.workspace_id IS w.id, p.visibility, m.role, ug.role, sg.role \
+                 FROM tokens t \
+                 JOIN workspaces w ON w.name = ?2 \
+                 JOIN projects p INDEXED BY projects_by_name \
+                 ON p.workspace_id = w.id AND p.name_key = ?3 \
+                 LEFT JOIN service_accounts s ON s.id = t.service_account_id \
+                 LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = t.user_id \
+                 LEFT JOIN user_grants ug ON ug.project_id = p.id AND ug.user_id = t.user_id \
+                 LEFT JOIN service_account_grants sg \
+                 ON sg.project_id = p.id AND sg.service_account_id = t.service_account_id \
                  WHERE t.digest = ?1",
             )?
             .query_row(
