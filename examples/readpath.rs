@@ -23,6 +23,13 @@
 //! down slows both sides of a ratio alike; then the ratio of the mean times, which counts
 //! what a long run costs once a minute (T7).
 //!
+//! Mode `ratio-first` does the same for the decision cache's first pass: each round
+//! opens two new engines on the file, one with the cache and one without, and times
+//! them on alternating batches of the mix, each batch met by both for the first time
+//! (each engine's SQLite page cache is cold at the start alike), so every batch of the
+//! cached engine is the cache filling; printed: the median of the pair ratios (cached
+//! first pass / uncached) and the ratio of the means.
+//!
 //! An optional last argument, `QUERIES`, takes only the first QUERIES of the mix. For
 //! `authorize-cached` under callgrind, take 5000: the 200,000 run for minutes there,
 //! and once the tokens' last uses are a minute old they are noted and written again
@@ -113,9 +120,68 @@ fn ratio(
     );
 }
 
+/// The first pass of a decision cache against no cache, in alternating batches (see
+/// the mode `ratio-first`).
+fn ratio_first(
+    path: &str,
+    queries: &[workload::Query],
+    rounds: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const BATCH: usize = 1_000;
+    let time = |engine: &Engine, batch: &[workload::Query]| {
+        let started = Instant::now();
+        for q in batch {
+            std::hint::black_box(
+                engine
+                    .check(&q.principal, &q.project, q.action)
+                    .expect("check"),
+            );
+        }
+        started.elapsed().as_nanos() as f64 / batch.len() as f64
+    };
+    let (mut uncached, mut first, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let plain = Engine::open(path)?;
+        let cached = Engine::open_with(
+            path,
+            Options {
+                decision_cache: true,
+                ..Default::default()
+            },
+        )?;
+        for (i, batch) in queries.chunks(BATCH).enumerate() {
+            let (u, c) = if i % 2 == 0 {
+                let u = time(&plain, batch);
+                (u, time(&cached, batch))
+            } else {
+                let c = time(&cached, batch);
+                (time(&plain, batch), c)
+            };
+            uncached.push(u);
+            first.push(c);
+            ratios.push(c / u);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (uncached_mean, first_mean) = (mean(&uncached), mean(&first));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "uncached {:.0} ns, cached first pass {:.0} ns per check (medians of {} batches of {BATCH}); first pass / uncached: median {:.3}; means {uncached_mean:.0} and {first_mean:.0} ns, {:.3}",
+        median(&mut uncached),
+        median(&mut first),
+        ratios.len(),
+        median(&mut ratios),
+        first_mean / uncached_mean
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached|ratio|ratio-cached) PROJECTS PATH ROUNDS [QUERIES]";
+    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached|ratio|ratio-cached|ratio-first) PROJECTS PATH ROUNDS [QUERIES]";
     if let [mode, path] = args.as_slice()
         && mode == "tokens"
     {
@@ -148,6 +214,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         queries.truncate(limit.parse()?);
     }
     let rounds: usize = rounds.parse()?;
+    if mode == "ratio-first" {
+        return ratio_first(path, &queries, rounds);
+    }
     let options = Options {
         decision_cache: mode.ends_with("-cached"),
         ..Default::default()
