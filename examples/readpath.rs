@@ -30,6 +30,12 @@
 //! cached engine is the cache filling; printed: the median of the pair ratios (cached
 //! first pass / uncached) and the ratio of the means.
 //!
+//! Modes `ratio-threads` and `ratio-threads-cached` time one engine shared by two
+//! threads against one thread, in alternation: one thread answers a slice of 20,000
+//! checks, then two threads answer the next two slices at once, and so on; printed: the
+//! median over the pairs of the speed-up (two slices' checks per second over one's),
+//! and the speed-up of the total times.
+//!
 //! An optional last argument, `QUERIES`, takes only the first QUERIES of the mix. For
 //! `authorize-cached` under callgrind, take 5000: the 200,000 run for minutes there,
 //! and once the tokens' last uses are a minute old they are noted and written again
@@ -179,9 +185,48 @@ fn ratio_first(
     Ok(())
 }
 
+/// The speed-up of a second thread on one engine (see the mode `ratio-threads`).
+fn ratio_threads(engine: &Engine, queries: &[workload::Query], rounds: usize) {
+    const SLICE: usize = 20_000;
+    let answer = |slice: &[workload::Query]| {
+        for q in slice {
+            std::hint::black_box(
+                engine
+                    .check(&q.principal, &q.project, q.action)
+                    .expect("check"),
+            );
+        }
+    };
+    let (mut speedups, mut one_total, mut two_total) = (Vec::new(), 0.0, 0.0);
+    for _ in 0..rounds {
+        let slices: Vec<&[workload::Query]> = queries.chunks(SLICE).collect();
+        for trio in slices.chunks_exact(3) {
+            let started = Instant::now();
+            answer(trio[0]);
+            let one = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| answer(trio[1]));
+                answer(trio[2]);
+            });
+            let two = started.elapsed().as_secs_f64();
+            speedups.push(2.0 * one / two);
+            one_total += one;
+            two_total += two;
+        }
+    }
+    speedups.sort_by(f64::total_cmp);
+    println!(
+        "two threads / one thread, checks per second: median {:.3} over {} pairs of {SLICE}; of the totals {:.3}",
+        speedups[speedups.len() / 2],
+        speedups.len(),
+        2.0 * one_total / two_total
+    );
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached|ratio|ratio-cached|ratio-first) PROJECTS PATH ROUNDS [QUERIES]";
+    let usage = "usage: readpath tokens PATH | readpath (check|check-cached|authorize|authorize-cached|ratio|ratio-cached|ratio-first|ratio-threads|ratio-threads-cached) PROJECTS PATH ROUNDS [QUERIES]";
     if let [mode, path] = args.as_slice()
         && mode == "tokens"
     {
@@ -221,7 +266,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decision_cache: mode.ends_with("-cached"),
         ..Default::default()
     };
-    let tokens: Vec<String> = if mode.starts_with("authorize") || mode.starts_with("ratio") {
+    let authorizes = mode.starts_with("authorize") || mode == "ratio" || mode == "ratio-cached";
+    let tokens: Vec<String> = if authorizes {
         std::fs::read_to_string(tokens_path(path))?
             .split('\n')
             .map(str::to_owned)
@@ -230,7 +276,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Vec::new()
     };
     let answer = |engine: &Engine, q: &workload::Query| -> bool {
-        if mode.starts_with("authorize") || mode.starts_with("ratio") {
+        if authorizes {
             let t = &tokens[workload::token_index(&q.principal)];
             !t.is_empty() && engine.authorize(t, &q.project, q.action).unwrap_or(false)
         } else {
@@ -239,7 +285,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .expect("check")
         }
     };
-    if mode.starts_with("authorize") || mode.starts_with("ratio") {
+    if authorizes {
         // The tokens' first uses are written in a batch (T7), and that commit empties
         // the cache. Dropping the engine writes them at once, so the measured rounds
         // run on a fresh engine none of whose tokens is due again for a minute.
@@ -254,6 +300,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::open_with(path, options)?;
     let one = |q: &workload::Query| answer(&engine, q);
     measured(1, one, &queries);
+    if mode.starts_with("ratio-threads") {
+        ratio_threads(&engine, &queries, rounds);
+        return Ok(());
+    }
     if mode.starts_with("ratio") {
         ratio(&engine, &queries, rounds, |q| answer(&engine, q));
         return Ok(());
