@@ -195,6 +195,8 @@ impl PgStore {
         })?)
     }
 
+    /// Whether the server answers: the HTTP server's readiness probe (H9).
+    #[cfg(feature = "server")]
     pub(crate) fn ping(&self) -> Result<()> {
         let mut conn = self.0.get()?;
         conn.client.simple_query("SELECT 1")?;

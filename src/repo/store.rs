@@ -151,6 +151,7 @@ impl Store {
     }
 
     /// Whether the database answers (H9).
+    #[cfg(feature = "server")]
     pub(crate) fn ping(&self) -> Result<()> {
         match self {
             Self::Sqlite(s) => s.with_connection(|c| {
