@@ -110,19 +110,32 @@ fn ratio(
     // Means as well as medians: the median of the ratios leaves out the batches that
     // refill the cache after a commit, which a long run's mean must count (T7 writes
     // the tokens' uses once a minute).
+    report(
+        ["check", "authorize"],
+        checks,
+        authorizations,
+        ratios,
+        BATCH,
+    );
+}
+
+/// Prints the median ns per call of `a` and of `b` over their batches, the median of
+/// the pair ratios (b / a), and the ratio of the means.
+fn report(names: [&str; 2], mut a: Vec<f64>, mut b: Vec<f64>, mut ratios: Vec<f64>, batch: usize) {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (check_mean, authorize_mean) = (mean(&checks), mean(&authorizations));
+    let (a_mean, b_mean) = (mean(&a), mean(&b));
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let [a_name, b_name] = names;
     println!(
-        "check {:.0} ns, authorize {:.0} ns per call (medians of {} batches of {BATCH}); authorize / check: median {:.3}; means {check_mean:.0} and {authorize_mean:.0} ns, {:.3}",
-        median(&mut checks),
-        median(&mut authorizations),
+        "{a_name} {:.0} ns, {b_name} {:.0} ns per call (medians of {} batches of {batch}); {b_name} / {a_name}: median {:.3}; means {a_mean:.0} and {b_mean:.0} ns, {:.3}",
+        median(&mut a),
+        median(&mut b),
         ratios.len(),
         median(&mut ratios),
-        authorize_mean / check_mean
+        b_mean / a_mean
     );
 }
 
@@ -168,19 +181,12 @@ fn ratio_first(
             ratios.push(c / u);
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (uncached_mean, first_mean) = (mean(&uncached), mean(&first));
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!(
-        "uncached {:.0} ns, cached first pass {:.0} ns per check (medians of {} batches of {BATCH}); first pass / uncached: median {:.3}; means {uncached_mean:.0} and {first_mean:.0} ns, {:.3}",
-        median(&mut uncached),
-        median(&mut first),
-        ratios.len(),
-        median(&mut ratios),
-        first_mean / uncached_mean
+    report(
+        ["uncached", "cached first pass"],
+        uncached,
+        first,
+        ratios,
+        BATCH,
     );
     Ok(())
 }
