@@ -11,8 +11,11 @@
 //! little memory ([`FactsCache`]): a principal's standing in a workspace (a few
 //! thousand entries, hot in the CPU caches), and per project its visibility with the
 //! grants of the principals asked about it so far, inline in the project's own entry.
-//! Keyed by pairs instead, the standard workload's 200,000 checks filled about
-//! 197,000 entries at either scale, and a warm check missed the CPU caches twice.
+//! Keyed by (principal, project) pairs instead, the standard workload's 200,000 checks
+//! filled about 197,000 entries (9 MB) at either scale; this shape holds the same
+//! facts in a fraction of that. A warm check still misses the CPU caches on a large
+//! model: on the project's line, and on its list of principals once more than three
+//! have asked about it.
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
