@@ -326,6 +326,23 @@ fn decisions(standing: Standing, visibility: Visibility) -> u8 {
         .fold(0, |bits, action| bits | decision_bit(action))
 }
 
+/// A principal's known word on a project: its [`tag`], its grant and [`decisions`].
+fn known_word(tag: u64, standing: Standing, visibility: Visibility) -> u64 {
+    tag << TAG_SHIFT
+        | grant_bits(standing.grant()) << GRANT_SHIFT
+        | u64::from(decisions(standing, visibility))
+}
+
+/// The facts a [`known_word`] stands for, with the principal's standing in the
+/// workspace (`basis`, no grant) and the project's visibility.
+fn facts_of_word(word: u64, basis: Standing, visibility: Visibility) -> Facts {
+    Facts {
+        standing: basis.with_grant(grant_of(word >> GRANT_SHIFT)),
+        visibility,
+        decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
+    }
+}
+
 /// The parts of a principal's key: its case-folded name, a NUL (which no name
 /// contains), the workspace part of the project asked about.
 fn principal_key<'a>(principal: &'a Principal, workspace: &'a str) -> [&'a str; 5] {
@@ -407,11 +424,7 @@ impl FactsCache {
         };
         let hit = self.projects.get_probed(stamp, &project_probe, |e| {
             let word = *e.known.iter().find(|&&w| w >> TAG_SHIFT == tag)?;
-            Some(Facts {
-                standing: basis.with_grant(grant_of(word >> GRANT_SHIFT)),
-                visibility: e.visibility,
-                decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
-            })
+            Some(facts_of_word(word, basis, e.visibility))
         });
         hit.flatten().ok_or(Miss::Keyed {
             principal: principal_probe,
@@ -457,9 +470,7 @@ impl FactsCache {
                 })
             });
         }
-        let word = tag << TAG_SHIFT
-            | grant_bits(standing.grant()) << GRANT_SHIFT
-            | u64::from(decisions(standing, visibility));
+        let word = known_word(tag, standing, visibility);
         self.projects
             .upsert(stamp, &project_probe, |found| match found {
                 Some(e) if e.visibility == visibility => {
@@ -532,14 +543,8 @@ mod tests {
     fn a_known_word_carries_the_grant_and_exactly_the_decisions_of_decide() {
         for standing in standings() {
             for visibility in Visibility::ALL {
-                let word = 5 << TAG_SHIFT
-                    | grant_bits(standing.grant()) << GRANT_SHIFT
-                    | u64::from(decisions(standing, visibility));
-                let facts = Facts {
-                    standing: standing.with_grant(grant_of(word >> GRANT_SHIFT)),
-                    visibility,
-                    decisions: Some(word as u8 & ((1 << DECISION_BITS) - 1)),
-                };
+                let word = known_word(5, standing, visibility);
+                let facts = facts_of_word(word, standing.with_grant(None), visibility);
                 assert_eq!(word >> TAG_SHIFT, 5);
                 assert_eq!(facts.standing, standing);
                 for action in Action::ALL {

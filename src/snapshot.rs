@@ -420,15 +420,50 @@ struct ProjectChecks<'s> {
     skeletons: HashMap<String, usize>,
     keys: KeyAllocator,
     explicit_keys: std::vec::IntoIter<ProjectKey>,
-    /// Grants name members and service accounts as the document spells them: a
-    /// spelling the workspace's own lists use is found without parsing it again.
-    member_by_spelling: HashMap<&'s str, u32>,
-    member_by_key: HashMap<String, u32>,
-    account_by_spelling: HashMap<&'s str, u32>,
-    account_by_key: HashMap<String, u32>,
-    /// The project (its position + 1) that last granted each member or account a role.
-    member_granted: Vec<usize>,
-    account_granted: Vec<usize>,
+    members: Grantees<'s>,
+    accounts: Grantees<'s>,
+}
+
+/// The workspace's members, or its service accounts, as its grants name them.
+struct Grantees<'s> {
+    /// Grants name them as the document spells them: a spelling the workspace's own
+    /// list uses is found without parsing it again.
+    by_spelling: HashMap<&'s str, u32>,
+    /// Their folded names (N2), for any other spelling.
+    by_key: HashMap<String, u32>,
+    /// The project (its position + 1) that last granted each a role.
+    granted: Vec<usize>,
+}
+
+impl<'s> Grantees<'s> {
+    fn new(spellings: impl Iterator<Item = &'s str>, by_key: HashMap<String, u32>) -> Self {
+        Self {
+            by_spelling: spellings
+                .enumerate()
+                .map(|(i, name)| (name, index_of(i)))
+                .collect(),
+            granted: vec![0; by_key.len()],
+            by_key,
+        }
+    }
+
+    /// The position of the one `spelled` names; `folded` gives the folded name of a
+    /// spelling the list does not use.
+    fn find(&self, spelled: &str, folded: impl FnOnce() -> Result<String>) -> Result<Option<u32>> {
+        Ok(match self.by_spelling.get(spelled) {
+            Some(&at) => Some(at),
+            None => self.by_key.get(&folded()?).copied(),
+        })
+    }
+
+    /// Notes a grant to the one at `at` by the project marked `mark`; `false` if
+    /// that project granted it a role already.
+    fn grant_once(&mut self, at: u32, mark: usize) -> bool {
+        let last = &mut self.granted[at as usize];
+        let first = *last != mark;
+        *last = mark;
+        first
+    }
 }
 
 impl<'s> ProjectChecks<'s> {
@@ -462,22 +497,11 @@ impl<'s> ProjectChecks<'s> {
             skeletons: HashMap::with_capacity(projects),
             keys,
             explicit_keys: explicit_keys.into_iter(),
-            member_by_spelling: ws_snap
-                .members
-                .keys()
-                .enumerate()
-                .map(|(i, name)| (name.as_str(), index_of(i)))
-                .collect(),
-            member_granted: vec![0; member_by_key.len()],
-            member_by_key,
-            account_by_spelling: ws_snap
-                .service_accounts
-                .iter()
-                .enumerate()
-                .map(|(i, sa)| (sa.name.as_str(), index_of(i)))
-                .collect(),
-            account_granted: vec![0; account_by_key.len()],
-            account_by_key,
+            members: Grantees::new(ws_snap.members.keys().map(String::as_str), member_by_key),
+            accounts: Grantees::new(
+                ws_snap.service_accounts.iter().map(|sa| sa.name.as_str()),
+                account_by_key,
+            ),
         })
     }
 
@@ -531,45 +555,34 @@ impl<'s> ProjectChecks<'s> {
             let mark = i + 1;
             let project_name = || format!("{ws_name}/{}", p.name);
             for (user, role) in &p.members {
-                let found = match self.member_by_spelling.get(user.as_str()) {
-                    Some(&m) => Some(m),
-                    None => self
-                        .member_by_key
-                        .get(user.parse::<Username>()?.key())
-                        .copied(),
-                };
+                let found = self
+                    .members
+                    .find(user, || Ok(user.parse::<Username>()?.key().to_owned()))?;
                 // INVARIANT: A7, only workspace members hold grants.
                 let Some(m) = found else {
                     invariants::may_hold_grant(&user.parse()?, ws_name, false)?;
                     continue;
                 };
-                let last = &mut self.member_granted[m as usize];
-                if *last == mark {
+                if !self.members.grant_once(m, mark) {
                     return Err(Error::UserAlreadyHasAccess {
                         user: user.parse::<Username>()?.to_string(),
                         project: project_name(),
                         role: *role,
                     });
                 }
-                *last = mark;
                 batch.user_grants.push((m, *role));
             }
             for (sa, role) in &p.service_accounts {
-                let found = match self.account_by_spelling.get(sa.as_str()) {
-                    Some(&a) => Some(a),
-                    None => self
-                        .account_by_key
-                        .get(sa.parse::<ServiceAccountName>()?.key())
-                        .copied(),
-                };
+                let found = self.accounts.find(sa, || {
+                    Ok(sa.parse::<ServiceAccountName>()?.key().to_owned())
+                })?;
                 let Some(a) = found else {
                     let sa: ServiceAccountName = sa.parse()?;
                     return Err(Error::ServiceAccountNotFound {
                         account: format!("{sa}@{ws_name}"),
                     });
                 };
-                let last = &mut self.account_granted[a as usize];
-                if *last == mark {
+                if !self.accounts.grant_once(a, mark) {
                     let sa: ServiceAccountName = sa.parse()?;
                     return Err(Error::ServiceAccountAlreadyHasAccess {
                         account: format!("{sa}@{ws_name}"),
@@ -577,7 +590,6 @@ impl<'s> ProjectChecks<'s> {
                         role: *role,
                     });
                 }
-                *last = mark;
                 batch.sa_grants.push((a, *role));
             }
             batch

@@ -129,14 +129,20 @@ pub(crate) struct NewToken {
     pub digest: TokenDigest,
 }
 
-/// Generates a token from 256 bits of the operating system's randomness.
-pub(crate) fn generate() -> Result<NewToken> {
-    let mut random = [0u8; RANDOM_BYTES];
+/// `N` bytes from the operating system's generator: token secrets, keys.
+pub(crate) fn os_random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     rand::rngs::OsRng
-        .try_fill_bytes(&mut random)
+        .try_fill_bytes(&mut bytes)
         .map_err(|e| Error::Random {
             reason: e.to_string(),
         })?;
+    Ok(bytes)
+}
+
+/// Generates a token from 256 bits of the operating system's randomness.
+pub(crate) fn generate() -> Result<NewToken> {
+    let random: [u8; RANDOM_BYTES] = os_random()?;
     let body = URL_SAFE_NO_PAD.encode(random);
     let secret = format!("{PREFIX}{body}{}", checksum(body.as_bytes()));
     let digest = digest(&secret);
@@ -217,12 +223,7 @@ impl Fingerprint {
 impl Fingerprints {
     /// Fingerprints under a fresh random key.
     pub(crate) fn new() -> Result<Self> {
-        let mut key = [0u8; 16];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut key)
-            .map_err(|e| Error::Random {
-                reason: e.to_string(),
-            })?;
+        let key: [u8; 16] = os_random()?;
         let half = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 of 16 bytes"));
         Ok(Self {
             key: (half(&key[..8]), half(&key[8..])),

@@ -1164,6 +1164,24 @@ fn bulk_insert<T>(
     Ok(())
 }
 
+/// Inserts grant rows (project, principal, role) into `table (columns)`; `id` is the
+/// principal's row id.
+fn insert_grants<T>(
+    conn: &Connection,
+    table: &str,
+    grants: &[(ProjectId, T, ProjectRole)],
+    id: fn(&T) -> &i64,
+) -> Result<()> {
+    bulk_insert(conn, table, 3, "", grants, |stmt, chunk| {
+        let values: Vec<&dyn ToSql> = chunk
+            .iter()
+            .flat_map(|(p, a, r)| [&p.0 as &dyn ToSql, id(a), r])
+            .collect();
+        stmt.execute(values.as_slice())?;
+        Ok(())
+    })
+}
+
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.service_account_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
 
 fn owner_params(owner: TokenOwner) -> (Option<i64>, Option<i64>) {
@@ -1597,20 +1615,11 @@ impl Repository for SqliteRepo<'_> {
     }
 
     fn insert_user_grants(&self, grants: &[(ProjectId, UserId, ProjectRole)]) -> Result<()> {
-        bulk_insert(
+        insert_grants(
             self.conn,
             "user_grants (project_id, user_id, role)",
-            3,
-            "",
             grants,
-            |stmt, chunk| {
-                let values: Vec<&dyn ToSql> = chunk
-                    .iter()
-                    .flat_map(|(p, u, r)| [&p.0 as &dyn ToSql, &u.0, r])
-                    .collect();
-                stmt.execute(values.as_slice())?;
-                Ok(())
-            },
+            |u| &u.0,
         )
     }
 
@@ -1618,20 +1627,11 @@ impl Repository for SqliteRepo<'_> {
         &self,
         grants: &[(ProjectId, ServiceAccountId, ProjectRole)],
     ) -> Result<()> {
-        bulk_insert(
+        insert_grants(
             self.conn,
             "service_account_grants (project_id, service_account_id, role)",
-            3,
-            "",
             grants,
-            |stmt, chunk| {
-                let values: Vec<&dyn ToSql> = chunk
-                    .iter()
-                    .flat_map(|(p, s, r)| [&p.0 as &dyn ToSql, &s.0, r])
-                    .collect();
-                stmt.execute(values.as_slice())?;
-                Ok(())
-            },
+            |a| &a.0,
         )
     }
 

@@ -9,7 +9,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -39,12 +38,7 @@ impl SigningKey {
     /// The database's signing key, created in the same write transaction that looked
     /// for it, so that server processes starting together agree on one key.
     pub fn load_or_create(engine: &Engine) -> Result<Self> {
-        let mut fresh = [0u8; 32];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut fresh)
-            .map_err(|e| Error::Random {
-                reason: e.to_string(),
-            })?;
+        let fresh: [u8; 32] = crate::token::os_random()?;
         let secret = engine.store.write(|repo| {
             if let Some(found) = repo.signing_key()? {
                 return Ok(found);
